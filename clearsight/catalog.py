@@ -1,0 +1,204 @@
+"""The metadata catalog: one row per image, one row per ingestion.
+
+The catalog is addressed by a SQLAlchemy database URL: a SQLite file in the
+project's state folder by default, PostgreSQL for a team that shares one
+(``postgresql+psycopg://user:pass@host/db``). Each ingestion is written in a
+single transaction, so a failure leaves the catalog as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from clearsight.dataset import DatasetManifest, IngestionReport
+from clearsight.errors import CatalogError
+
+metadata = MetaData()
+
+IMAGES = Table(
+    "images",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("label", String(255), nullable=False, index=True),
+    Column("split", String(16), nullable=False, index=True),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("num_bytes", Integer, nullable=False),
+    Column("source_path", String(4096), nullable=False),
+    Column("uri", String(4096), nullable=True),
+    Column("provenance", String(32), nullable=False, default="ingest"),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("last_ingestion_id", Integer, nullable=True),
+)
+
+INGESTIONS = Table(
+    "ingestions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(4096), nullable=False),
+    Column("layout", String(32), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("scanned", Integer, nullable=False),
+    Column("kept", Integer, nullable=False),
+    Column("new_images", Integer, nullable=False),
+    Column("duplicates", Integer, nullable=False),
+    Column("conflicts", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("uploaded", Integer, nullable=False),
+    Column("report", JSON, nullable=False),
+)
+
+
+def sqlite_url(path: str | Path) -> str:
+    """Return the SQLAlchemy URL of a SQLite file at an absolute path."""
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def check_url(url: str) -> str:
+    """Reject catalog URLs that would depend on the current directory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or not Path(database).is_absolute():
+            raise CatalogError(
+                f"The catalog URL {url!r} is not an absolute SQLite path. Steps may "
+                "run in another process and folder (Airflow), so use "
+                "sqlite:////absolute/path/catalog.db or a PostgreSQL URL."
+            )
+    return url
+
+
+class Catalog:
+    """Read and write the metadata catalog."""
+
+    def __init__(self, url: str) -> None:
+        self.url = check_url(url)
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as error:
+            raise CatalogError(
+                f"Cannot open the catalog at {parsed.render_as_string(hide_password=True)}: "
+                f"{error.__class__.__name__}: {error}. Check the URL and that the "
+                "database server is running."
+            ) from error
+
+    def record_ingestion(
+        self, manifest: DatasetManifest, report: IngestionReport
+    ) -> int:
+        """Upsert the manifest's images and add an ingestion row, atomically.
+
+        Returns:
+            The id of the new ingestion row.
+        """
+        now = datetime.now(UTC)
+        try:
+            with self.engine.begin() as connection:
+                known = set(connection.execute(select(IMAGES.c.sha256)).scalars())
+                new_rows: list[dict[str, Any]] = []
+                seen_rows: list[dict[str, Any]] = []
+                for record in manifest.records:
+                    row = {
+                        "sha256": record.sha256,
+                        "label": record.label,
+                        "split": record.split,
+                        "width": record.width,
+                        "height": record.height,
+                        "mode": record.mode,
+                        "format": record.format,
+                        "num_bytes": record.num_bytes,
+                        "source_path": record.source_path,
+                        "provenance": record.provenance,
+                        "last_seen": now,
+                    }
+                    if manifest.stored:
+                        row["uri"] = record.uri
+                    if record.sha256 in known:
+                        seen_rows.append(row)
+                    else:
+                        new_rows.append({**row, "first_seen": now})
+                ingestion_id = connection.execute(
+                    insert(INGESTIONS).values(
+                        started_at=report.started_at,
+                        finished_at=now,
+                        source=report.source,
+                        layout=report.layout,
+                        fingerprint=report.fingerprint,
+                        dry_run=report.dry_run,
+                        scanned=report.scanned,
+                        kept=report.kept,
+                        new_images=len(new_rows),
+                        duplicates=report.duplicates,
+                        conflicts=report.conflicts,
+                        skipped=len(report.skipped),
+                        uploaded=report.uploaded,
+                        report=json.loads(report.model_dump_json()),
+                    )
+                ).inserted_primary_key[0]
+                for row in new_rows:
+                    row["last_ingestion_id"] = ingestion_id
+                for row in seen_rows:
+                    row["last_ingestion_id"] = ingestion_id
+                if new_rows:
+                    connection.execute(insert(IMAGES), new_rows)
+                for row in seen_rows:
+                    sha = row.pop("sha256")
+                    connection.execute(
+                        update(IMAGES).where(IMAGES.c.sha256 == sha).values(**row)
+                    )
+        except SQLAlchemyError as error:
+            raise CatalogError(
+                f"Writing ingestion to the catalog failed and was rolled back: {error}"
+            ) from error
+        return int(ingestion_id)
+
+    def image_count(self) -> int:
+        """Return the number of distinct images ever catalogued."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(IMAGES)).scalar_one())
+
+    def images(self) -> list[dict[str, Any]]:
+        """Return every image row, ordered by hash."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(IMAGES).order_by(IMAGES.c.sha256))
+            return [dict(r._mapping) for r in rows]
+
+    def ingestions(self) -> list[dict[str, Any]]:
+        """Return every ingestion row, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(INGESTIONS).order_by(INGESTIONS.c.id))
+            return [dict(r._mapping) for r in rows]
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()

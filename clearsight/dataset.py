@@ -1,0 +1,255 @@
+"""The dataset manifest and how a folder of images becomes one.
+
+A manifest lists every image of a dataset version by content hash, with its
+label, split and where its bytes live. Its fingerprint depends only on the
+(hash, label, split) triples, so the same images always give the same
+fingerprint, wherever they were read from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from clearsight.images import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    InvalidImageError,
+    inspect_image,
+)
+from clearsight.layout import Candidate, Layout, Skipped, discover
+
+SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT_RATIOS = (0.70, 0.15, 0.15)
+
+
+class ImageRecord(BaseModel):
+    """One image of a dataset version."""
+
+    sha256: str
+    label: str
+    split: str
+    uri: str = Field(description="Where the bytes are: a source path or a store URI.")
+    width: int
+    height: int
+    mode: str
+    format: str
+    num_bytes: int
+    source_path: str
+    provenance: str = Field(
+        default="ingest", description="How the image entered: ingest or review."
+    )
+
+
+class SkippedFile(BaseModel):
+    """A file left out of the dataset and the reason."""
+
+    path: str
+    reason: str
+
+
+class DatasetManifest(BaseModel):
+    """A versioned dataset: images by content hash, labels, splits, classes."""
+
+    source: str
+    layout: str
+    classes: list[str]
+    records: list[ImageRecord]
+    stored: bool = Field(
+        default=False,
+        description="True when every record's uri points into the artifact store.",
+    )
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over the sorted (hash, label, split) triples."""
+        digest = hashlib.sha256()
+        for sha, label, split in sorted((r.sha256, r.label, r.split) for r in self.records):
+            digest.update(f"{sha}\t{label}\t{split}\n".encode())
+        return digest.hexdigest()
+
+    def split(self, name: str) -> list[ImageRecord]:
+        """Return the records of one split, in a stable order."""
+        return [r for r in self.records if r.split == name]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Return ``{split: {label: count}}`` for every split and class."""
+        table = {s: dict.fromkeys(self.classes, 0) for s in SPLITS}
+        for record in self.records:
+            table[record.split][record.label] += 1
+        return table
+
+    def split_sizes(self) -> dict[str, int]:
+        """Return the number of images per split."""
+        sizes = Counter(r.split for r in self.records)
+        return {s: sizes.get(s, 0) for s in SPLITS}
+
+    def label_index(self) -> dict[str, int]:
+        """Map each class name to its integer index (the model's output order)."""
+        return {label: i for i, label in enumerate(self.classes)}
+
+
+class IngestionReport(BaseModel):
+    """What one ingestion found, kept, skipped and stored."""
+
+    source: str
+    layout: str
+    started_at: datetime
+    scanned: int = 0
+    valid: int = 0
+    kept: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    skipped: list[SkippedFile] = Field(default_factory=list)
+    uploaded: int = 0
+    already_stored: int = 0
+    dry_run: bool = False
+    fingerprint: str = ""
+    counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line a person can read at the end of a run."""
+        return (
+            f"{self.kept} images kept of {self.scanned} files scanned "
+            f"({self.duplicates} duplicates, {self.conflicts} label conflicts, "
+            f"{len(self.skipped) - self.duplicates - self.conflicts} invalid or "
+            f"unsupported); {self.uploaded} uploaded, {self.already_stored} already stored"
+        )
+
+
+def assign_split(sha256: str, ratios: tuple[float, float, float]) -> str:
+    """Assign a split from the content hash alone.
+
+    The hash is read as a uniform number in [0, 1): the same image always gets
+    the same split, whatever else is in the folder, so re-ingesting a grown
+    dataset never moves an image between train and test. Applied per class,
+    the proportions hold in expectation in every class (stratified).
+    """
+    train, val, _ = ratios
+    position = int(sha256[:15], 16) / 16**15
+    if position < train:
+        return "train"
+    if position < train + val:
+        return "val"
+    return "test"
+
+
+def validate_ratios(ratios: Iterable[float]) -> tuple[float, float, float]:
+    """Check that three split ratios are non-negative and sum to 1."""
+    values = tuple(float(r) for r in ratios)
+    if len(values) != 3 or any(r < 0 for r in values) or abs(sum(values) - 1) > 1e-6:
+        raise ValueError(
+            f"split_ratios must be three non-negative numbers summing to 1 "
+            f"(train, val, test); got {list(values)}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def build_manifest(
+    data_dir: str | Path,
+    *,
+    min_side: int = DEFAULT_MIN_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    split_ratios: Iterable[float] = DEFAULT_SPLIT_RATIOS,
+    progress: Callable[[Iterable[Candidate]], Iterable[Candidate]] | None = None,
+) -> tuple[DatasetManifest, IngestionReport]:
+    """Scan, validate, hash and de-duplicate a data folder.
+
+    Bad files never stop the scan: each is skipped with its reason. Identical
+    bytes are kept once; identical bytes under different labels are a conflict
+    and every copy is excluded. Unsplit layouts get hash-derived splits.
+
+    Args:
+        data_dir: The folder to read.
+        min_side: Smallest accepted image side in pixels.
+        max_pixels: Largest accepted pixel count (decompression-bomb guard).
+        split_ratios: Train, val and test shares for unsplit folders.
+        progress: Optional wrapper around the candidate iterable (a progress bar).
+
+    Returns:
+        The candidate manifest (uris are the source paths) and the report.
+
+    Raises:
+        DataFolderError: When the folder is missing, empty or mixed.
+    """
+    ratios = validate_ratios(split_ratios)
+    started = datetime.now(UTC)
+    layout, candidates, skipped = discover(Path(data_dir))
+    root = str(Path(data_dir).expanduser().resolve())
+    report = IngestionReport(
+        source=root,
+        layout=layout.value,
+        started_at=started,
+        scanned=len(candidates) + len(skipped),
+    )
+    report.skipped.extend(SkippedFile(path=s.path, reason=s.reason) for s in skipped)
+
+    by_hash: dict[str, list[tuple[Candidate, object]]] = defaultdict(list)
+    iterator = progress(candidates) if progress else candidates
+    for candidate in iterator:
+        try:
+            data = candidate.path.read_bytes()
+        except OSError as error:
+            report.skipped.append(
+                SkippedFile(path=str(candidate.path), reason=f"unreadable: {error.strerror or error}")
+            )
+            continue
+        try:
+            info = inspect_image(data, min_side=min_side, max_pixels=max_pixels)
+        except InvalidImageError as error:
+            report.skipped.append(SkippedFile(path=str(candidate.path), reason=str(error)))
+            continue
+        report.valid += 1
+        by_hash[info.sha256].append((candidate, info))
+
+    records: list[ImageRecord] = []
+    for sha, copies in by_hash.items():
+        labels = sorted({c.label for c, _ in copies})
+        if len(labels) > 1:
+            places = "; ".join(f"'{c.label}' at {c.path}" for c, _ in copies)
+            for candidate, _ in copies:
+                report.conflicts += 1
+                report.skipped.append(
+                    SkippedFile(
+                        path=str(candidate.path),
+                        reason=f"label conflict: the same image (sha256 {sha[:12]}) "
+                        f"is labelled differently: {places}; fix the labels and re-ingest",
+                    )
+                )
+            continue
+        (first, info), *rest = copies
+        for candidate, _ in rest:
+            report.duplicates += 1
+            report.skipped.append(
+                SkippedFile(path=str(candidate.path), reason=f"duplicate of {first.path}")
+            )
+        split = first.split if layout is Layout.PRE_SPLIT else assign_split(sha, ratios)
+        records.append(
+            ImageRecord(
+                sha256=sha,
+                label=first.label,
+                split=split,
+                uri=str(first.path),
+                width=info.width,
+                height=info.height,
+                mode=info.mode,
+                format=info.format,
+                num_bytes=info.num_bytes,
+                source_path=str(first.path),
+            )
+        )
+
+    records.sort(key=lambda r: (r.split, r.label, r.sha256))
+    classes = sorted({r.label for r in records})
+    manifest = DatasetManifest(
+        source=root, layout=layout.value, classes=classes, records=records
+    )
+    report.kept = len(records)
+    report.fingerprint = manifest.fingerprint
+    report.counts = manifest.counts()
+    return manifest, report

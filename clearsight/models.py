@@ -1,0 +1,108 @@
+"""Keras classifiers: a small CNN from scratch, or a known backbone.
+
+Every model takes the output of :func:`clearsight.preprocess.preprocess_image`
+(RGB in [0, 1]) and ends in a ``logits`` dense layer followed by a softmax
+named ``probabilities``, so later stages (temperature scaling, embeddings) can
+reach the logits and the penultimate layer by name.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import tensorflow as tf
+
+from clearsight.preprocess import CHANNELS
+
+
+class Architecture(StrEnum):
+    """Model architectures the training step can build."""
+
+    SMALL_CNN = "small_cnn"
+    EFFICIENTNET_B0 = "efficientnet_b0"
+    MOBILENET_V2 = "mobilenet_v2"
+
+
+EMBEDDING_LAYER = "embedding"
+
+
+def _small_cnn(inputs: tf.Tensor) -> tf.Tensor:
+    x = inputs
+    for filters in (32, 64):
+        for _ in range(2):
+            x = tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            # A fast-moving average: small datasets give few steps per epoch.
+            x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
+            x = tf.keras.layers.ReLU()(x)
+        x = tf.keras.layers.MaxPooling2D()(x)
+        x = tf.keras.layers.Dropout(0.2)(x)
+    x = tf.keras.layers.Conv2D(128, 3, padding="same", use_bias=False)(x)
+    x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = tf.keras.layers.ReLU()(x)
+    return tf.keras.layers.GlobalAveragePooling2D()(x)
+
+
+def _backbone(
+    architecture: Architecture, inputs: tf.Tensor, image_size: int, weights: str | None
+) -> tf.Tensor:
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(
+            f"Pretrained weights file {weights} not found. Give a local .h5/.weights.h5 "
+            "file (nothing is downloaded), or set pretrained_weights to null."
+        )
+    shape = (image_size, image_size, CHANNELS)
+    if architecture is Architecture.EFFICIENTNET_B0:
+        # EfficientNet rescales internally and expects pixels in [0, 255].
+        x = tf.keras.layers.Rescaling(255.0)(inputs)
+        base = tf.keras.applications.EfficientNetB0(
+            include_top=False, weights=None, input_shape=shape
+        )
+    else:
+        # MobileNetV2 expects pixels in [-1, 1].
+        x = tf.keras.layers.Rescaling(2.0, offset=-1.0)(inputs)
+        base = tf.keras.applications.MobileNetV2(
+            include_top=False, weights=None, input_shape=shape
+        )
+    if weights is not None:
+        base.load_weights(weights, skip_mismatch=True)
+    return tf.keras.layers.GlobalAveragePooling2D()(base(x))
+
+
+def build_model(
+    num_classes: int,
+    *,
+    image_size: int,
+    architecture: str = Architecture.SMALL_CNN,
+    pretrained_weights: str | None = None,
+    dropout: float = 0.3,
+    seed: int = 42,
+) -> tf.keras.Model:
+    """Build an uncompiled classifier.
+
+    Args:
+        num_classes: Number of output classes.
+        image_size: Input height and width.
+        architecture: One of :class:`Architecture`.
+        pretrained_weights: Local weights file for a known backbone (no
+            downloads happen); ignored by the small CNN.
+        dropout: Dropout rate before the classification head.
+        seed: Seed for weight initialisation.
+
+    Returns:
+        A Keras model mapping ``(n, size, size, 3)`` images to probabilities.
+    """
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes, got {num_classes}.")
+    tf.keras.utils.set_random_seed(seed)
+    arch = Architecture(architecture)
+    inputs = tf.keras.Input(shape=(image_size, image_size, CHANNELS), name="image")
+    if arch is Architecture.SMALL_CNN:
+        features = _small_cnn(inputs)
+    else:
+        features = _backbone(arch, inputs, image_size, pretrained_weights)
+    x = tf.keras.layers.Dense(128, activation="relu", name=EMBEDDING_LAYER)(features)
+    x = tf.keras.layers.Dropout(dropout)(x)
+    logits = tf.keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = tf.keras.layers.Softmax(name="probabilities")(logits)
+    return tf.keras.Model(inputs, outputs, name=f"clearsight_{arch.value}")

@@ -1,0 +1,6 @@
+"""ZenML pipelines: they only wire steps together."""
+
+from pipelines.ingest import ingest_pipeline
+from pipelines.training import training_pipeline
+
+__all__ = ["ingest_pipeline", "training_pipeline"]

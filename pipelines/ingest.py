@@ -1,0 +1,43 @@
+"""The ingest pipeline: a folder of images becomes a versioned dataset."""
+
+from __future__ import annotations
+
+from zenml import pipeline
+
+from clearsight.names import PipelineName
+from steps.etl import catalog_ingestion, scan_images, store_images
+
+
+@pipeline(name=PipelineName.INGEST)
+def ingest_pipeline(
+    data_dir: str,
+    catalog_url: str | None = None,
+    dry_run: bool = False,
+    min_side: int = 8,
+    max_pixels: int = 40_000_000,
+    split_ratios: list[float] | None = None,
+) -> None:
+    """Scan and validate, store new images by content, record in the catalog.
+
+    With ``dry_run`` the catalog is refreshed and nothing is uploaded: no
+    ``dataset`` artifact is produced, so training never sees a dry run.
+
+    Args:
+        data_dir: Absolute path of the image folder.
+        catalog_url: Catalog database URL (or ``CLEARSIGHT_CATALOG_URL``).
+        dry_run: Scan and catalogue only.
+        min_side: Smallest accepted image side in pixels.
+        max_pixels: Decompression-bomb guard, in pixels.
+        split_ratios: Train/val/test shares for unsplit folders.
+    """
+    candidate, scan_report = scan_images(
+        data_dir=data_dir,
+        min_side=min_side,
+        max_pixels=max_pixels,
+        split_ratios=split_ratios,
+    )
+    if dry_run:
+        catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)
+    else:
+        dataset, report = store_images(candidate=candidate, report=scan_report)
+        catalog_ingestion(dataset=dataset, report=report, catalog_url=catalog_url)

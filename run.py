@@ -1,0 +1,280 @@
+"""Run Clearsight's pipelines on the active ZenML stack.
+
+Examples:
+    python run.py                                  # ingest the bundled digits, then train
+    python run.py --data-dir ~/data/skin-lesions   # any <split>/<label>/* or <label>/* folder
+    python run.py --pipeline ingest --dry-run      # validate and catalogue, upload nothing
+    python run.py --pipeline train --epochs 5      # retrain on the latest dataset
+    python run.py --no-cache                       # run every step again
+
+Switch stacks the ZenML way (`zenml stack set NAME`); this script only checks
+that the active stack has what the chosen pipelines need.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+STATE_DIR = ROOT / ".state"
+
+# Project-local ZenML state and quiet libraries, unless the caller chose otherwise.
+os.environ.setdefault("ZENML_CONFIG_PATH", str(STATE_DIR / "zenml"))
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+import yaml  # noqa: E402
+
+from clearsight.catalog import sqlite_url  # noqa: E402
+from clearsight.errors import DataFolderError  # noqa: E402
+from clearsight.layout import detect_layout  # noqa: E402
+from clearsight.names import ArtifactName  # noqa: E402
+
+try:  # ZenML's OpenTelemetry log handler flushes from a new thread at exit, which
+    # Python 3.12 refuses ("can't create new thread at interpreter shutdown").
+    # Its provider flushes on its own at exit, so skip the handler's flush.
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+
+    LoggingHandler.flushOnClose = False
+except ImportError:  # pragma: no cover - optional dependency of ZenML
+    pass
+
+CONFIGS = ROOT / "configs"
+DEFAULT_CATALOG_URL = sqlite_url(STATE_DIR / "catalog.db")
+CATALOG_URL_ENV = "CLEARSIGHT_CATALOG_URL"
+
+
+class PreconditionError(click.ClickException):
+    """A precondition failed; the message names the command that fixes it."""
+
+    def show(self, file: Any = None) -> None:  # noqa: D102
+        click.secho(f"Error: {self.message}", fg="red", err=True)
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PreconditionError(f"Config file {path} not found.")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _check_stack(needs_tracker: bool) -> None:
+    from zenml.client import Client
+
+    stack = Client().active_stack_model
+    if needs_tracker:
+        trackers = stack.components.get("experiment_tracker") or []
+        if not trackers or trackers[0].flavor_name != "mlflow":
+            raise PreconditionError(
+                f"The active stack '{stack.name}' has no MLflow experiment tracker, "
+                "which training needs.\n  Fix: python -m stack.register   "
+                "(registers and activates the 'embedded' stack)\n  or:  zenml stack set embedded"
+            )
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    try:
+        detect_layout(data_dir)
+    except DataFolderError as error:
+        raise PreconditionError(str(error)) from error
+
+
+def _run_ingest(
+    config: Path, data_dir: str | None, dry_run: bool, no_cache: bool
+) -> Any:
+    from pipelines import ingest_pipeline
+
+    params = _load_yaml(config).get("parameters", {})
+    folder = Path(data_dir or params.get("data_dir") or "data/digits").expanduser()
+    if not folder.is_absolute():
+        folder = (Path.cwd() if data_dir else ROOT) / folder
+    folder = folder.resolve()
+    _check_data_dir(folder)
+    overrides: dict[str, Any] = {"data_dir": str(folder), "dry_run": dry_run}
+    if not params.get("catalog_url") and not os.environ.get(CATALOG_URL_ENV):
+        overrides["catalog_url"] = DEFAULT_CATALOG_URL
+    options: dict[str, Any] = {"config_path": str(config), "parameters": overrides}
+    if no_cache:
+        options["enable_cache"] = False
+    return ingest_pipeline.with_options(**options)()
+
+
+def _run_train(config: Path, overrides: dict[str, Any], no_cache: bool) -> Any:
+    from zenml.client import Client
+
+    from pipelines import training_pipeline
+
+    if not Client().list_artifact_versions(name=ArtifactName.DATASET, size=1).items:
+        raise PreconditionError(
+            "No dataset has been ingested on this ZenML store yet.\n"
+            "  Fix: python run.py --pipeline ingest   (or plain python run.py)"
+        )
+    options: dict[str, Any] = {"config_path": str(config)}
+    if overrides:
+        options["parameters"] = overrides
+    if no_cache:
+        options["enable_cache"] = False
+    return training_pipeline.with_options(**options)()
+
+
+def _summary(ingest_run: Any, train_run: Any) -> None:
+    from zenml.client import Client
+    from zenml.utils.dashboard_utils import get_run_url
+
+    client = Client()
+    click.echo("")
+    click.secho("Summary", bold=True)
+    click.echo(f"  stack           {client.active_stack_model.name}")
+    for run in (ingest_run, train_run):
+        if run is None:
+            continue
+        run = client.get_pipeline_run(run.id)
+        click.echo(f"  run             {run.name}  [{run.status.value}]")
+        url = get_run_url(run)
+        if url:
+            click.echo(f"                  {url}")
+    if ingest_run is not None:
+        run = client.get_pipeline_run(ingest_run.id)
+        steps = run.steps
+        report_step = steps.get("store_images") or steps.get("scan_images")
+        report_name = (
+            ArtifactName.INGESTION_REPORT
+            if "store_images" in steps
+            else ArtifactName.SCAN_REPORT
+        )
+        report = report_step.outputs[report_name][0].load()
+        click.echo(f"  dataset         {report.summary()}")
+        click.echo(f"  fingerprint     {report.fingerprint}")
+        sizes = {s: sum(c.values()) for s, c in report.counts.items()}
+        click.echo(
+            "  splits          "
+            + ", ".join(f"{s} {n}" for s, n in sizes.items())
+            + f"; {len(next(iter(report.counts.values()), {}))} classes"
+        )
+        if report.skipped:
+            click.echo(
+                f"  skipped         {len(report.skipped)} files; first: "
+                f"{report.skipped[0].path} ({report.skipped[0].reason})"
+            )
+        if report.dry_run:
+            click.echo("  dry run         catalogue refreshed, nothing uploaded")
+    if train_run is not None:
+        run = client.get_pipeline_run(train_run.id)
+        metrics = run.steps["evaluate_model"].outputs[ArtifactName.TEST_METRICS][0].load()
+        registered = run.steps["register_model"].outputs[ArtifactName.REGISTERED_MODEL][
+            0
+        ].load()
+        if run.model_version is not None:
+            click.echo(
+                f"  model version   {run.model_version.model.name} "
+                f"#{run.model_version.number} (ZenML)"
+            )
+        click.echo(
+            f"  MLflow model    {registered['registered_model_name']} "
+            f"v{registered['registered_model_version']}, run {registered['mlflow_run_id']}"
+        )
+        click.echo(
+            f"  test metrics    accuracy {metrics['accuracy']:.4f}, "
+            f"macro-F1 {metrics['macro_f1']:.4f} on {metrics['test_images']} images"
+        )
+        tracker = client.active_stack.experiment_tracker
+        if tracker is not None:
+            uri = tracker.get_tracking_uri()
+            click.echo("  MLflow UI       " + _mlflow_ui_command(uri))
+    click.echo("")
+    click.echo("Next:")
+    click.echo("  make dashboard            # ZenML dashboard: runs, artifacts, lineage")
+    click.echo("  python run.py --help      # options: data folder, epochs, dry run")
+
+
+def _mlflow_ui_command(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return uri
+    return f"mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)"
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Examples:\n\n"
+    "\b\n"
+    "  python run.py\n"
+    "  python run.py --data-dir ~/data/skin-lesions --epochs 20 --image-size 224\n"
+    "  python run.py --pipeline ingest --dry-run\n"
+    "  python run.py --pipeline train --learning-rate 3e-4 --no-cache",
+)
+@click.option(
+    "--pipeline",
+    type=click.Choice(["all", "ingest", "train"]),
+    default="all",
+    show_default=True,
+    help="Which pipelines to run: ingest then train, or one of them.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Image folder: <split>/<label>/* or <label>/*. [default: from configs/ingest.yaml]",
+)
+@click.option("--dry-run", is_flag=True, help="Validate and catalogue; upload nothing.")
+@click.option("--no-cache", is_flag=True, help="Run every step, even unchanged ones.")
+@click.option(
+    "--ingest-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=CONFIGS / "ingest.yaml",
+    show_default=True,
+    help="Ingest pipeline configuration.",
+)
+@click.option(
+    "--train-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=CONFIGS / "train.yaml",
+    show_default=True,
+    help="Train pipeline configuration.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Override: maximum epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Override: batch size.")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), help="Override.")
+@click.option("--image-size", type=click.IntRange(min=8), help="Override: input side in px.")
+@click.option(
+    "--architecture",
+    type=click.Choice(["small_cnn", "efficientnet_b0", "mobilenet_v2"]),
+    help="Override: model architecture.",
+)
+@click.option(
+    "--pretrained-weights",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Local weights file for efficientnet_b0 / mobilenet_v2 (nothing is downloaded).",
+)
+def main(
+    pipeline: str,
+    data_dir: str | None,
+    dry_run: bool,
+    no_cache: bool,
+    ingest_config: Path,
+    train_config: Path,
+    **hyperparameters: Any,
+) -> None:
+    """Ingest a folder of labelled images and train a classifier on it."""
+    overrides = {k: v for k, v in hyperparameters.items() if v is not None}
+    if dry_run and pipeline == "train":
+        raise click.UsageError("--dry-run applies to the ingest pipeline only.")
+    if overrides and pipeline == "ingest":
+        raise click.UsageError("Training options need --pipeline all or train.")
+    _check_stack(needs_tracker=pipeline != "ingest" and not dry_run)
+
+    ingest_run = train_run = None
+    if pipeline in ("all", "ingest"):
+        ingest_run = _run_ingest(ingest_config, data_dir, dry_run, no_cache)
+    if pipeline == "train" or (pipeline == "all" and not dry_run):
+        train_run = _run_train(train_config, overrides, no_cache)
+    _summary(ingest_run, train_run)
+
+
+if __name__ == "__main__":
+    try:
+        main(standalone_mode=True)
+    finally:
+        sys.stdout.flush()

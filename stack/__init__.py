@@ -1,0 +1,1 @@
+"""Idempotent registration of the platform's ZenML stacks."""

@@ -1,0 +1,125 @@
+"""Register the platform's ZenML stacks; safe to run any number of times.
+
+Usage::
+
+    python -m stack.register                 # register the embedded stack and activate it
+    python -m stack.register --no-activate   # register only
+
+The embedded stack needs no server: the local orchestrator, the local artifact
+store (inside ZENML_CONFIG_PATH), an MLflow experiment tracker and model
+registry backed by a SQLite file in that artifact store, and an Evidently data
+validator. Later stacks (production) are added here, their endpoints and
+credentials read from environment variables or ZenML secrets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from zenml.client import Client
+from zenml.enums import StackComponentType
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_STACK = "embedded"
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A stack component to register under a fixed name."""
+
+    name: str
+    flavor: str
+    type: StackComponentType
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+
+EMBEDDED_COMPONENTS = (
+    ComponentSpec("default", "local", StackComponentType.ORCHESTRATOR),
+    ComponentSpec("default", "local", StackComponentType.ARTIFACT_STORE),
+    ComponentSpec("mlflow_tracker", "mlflow", StackComponentType.EXPERIMENT_TRACKER),
+    ComponentSpec("mlflow_registry", "mlflow", StackComponentType.MODEL_REGISTRY),
+    ComponentSpec("evidently", "evidently", StackComponentType.DATA_VALIDATOR),
+)
+
+
+def ensure_component(client: Client, spec: ComponentSpec) -> str:
+    """Create the component, or bring an existing one's configuration up to date.
+
+    Returns:
+        What was done: ``created``, ``updated`` or ``unchanged``.
+    """
+    existing = client.list_stack_components(name=spec.name, type=spec.type.value)
+    if not existing.items:
+        client.create_stack_component(
+            name=spec.name,
+            flavor=spec.flavor,
+            component_type=spec.type,
+            configuration=spec.configuration,
+        )
+        return "created"
+    component = existing.items[0]
+    if component.flavor_name != spec.flavor:
+        raise RuntimeError(
+            f"A {spec.type.value} named {spec.name!r} exists with flavor "
+            f"{component.flavor_name!r}, not {spec.flavor!r}. Rename or delete it: "
+            f"zenml {spec.type.value.replace('_', '-')} delete {spec.name}"
+        )
+    current = component.configuration
+    if any(current.get(k) != v for k, v in spec.configuration.items()):
+        client.update_stack_component(
+            spec.name, spec.type, configuration=spec.configuration
+        )
+        return "updated"
+    return "unchanged"
+
+
+def ensure_stack(
+    client: Client, name: str, components: tuple[ComponentSpec, ...]
+) -> str:
+    """Register the stack with exactly these components; idempotent."""
+    for spec in components:
+        outcome = ensure_component(client, spec)
+        logger.info("%s %s %s", spec.type.value, spec.name, outcome)
+    wanted = {spec.type: spec.name for spec in components}
+    stacks = client.list_stacks(name=name)
+    if not stacks.items:
+        client.create_stack(name=name, components=wanted)
+        return "created"
+    stack = client.get_stack(name, allow_name_prefix_match=False)
+    current = {t: c[0].name for t, c in stack.components.items() if c}
+    if current != wanted:
+        client.update_stack(name, component_updates={t: [n] for t, n in wanted.items()})
+        return "updated"
+    return "unchanged"
+
+
+def register_embedded(activate: bool = True) -> None:
+    """Register the embedded default stack and optionally make it active."""
+    client = Client()
+    outcome = ensure_stack(client, EMBEDDED_STACK, EMBEDDED_COMPONENTS)
+    logger.info("Stack %s: %s", EMBEDDED_STACK, outcome)
+    if activate and client.active_stack_model.name != EMBEDDED_STACK:
+        client.activate_stack(EMBEDDED_STACK)
+    print(f"Stack '{EMBEDDED_STACK}' {outcome}" + (" and active." if activate else "."))
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        description="Register the platform's ZenML stacks (idempotent).",
+        epilog="Example: python -m stack.register && zenml stack describe",
+    )
+    parser.add_argument(
+        "--no-activate", action="store_true", help="register without activating"
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    register_embedded(activate=not args.no_activate)
+
+
+if __name__ == "__main__":
+    main()
