@@ -1,0 +1,85 @@
+# Clearsight: `make run` sets everything up and runs the main job on the embedded
+# stack; `make test` sets up and runs the whole test-suite. Every step is
+# idempotent: re-running skips what is already done.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+STATE       := .state
+DATA_DIR    := data/digits
+DEPS_STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+ZENML_PORT  ?= 8237
+MLFLOW_PORT ?= 5000
+
+export ZENML_CONFIG_PATH ?= $(CURDIR)/$(STATE)/zenml
+export ZENML_ANALYTICS_OPT_IN := false
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench clean distclean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo ""
+	@echo "  By hand: source .venv/bin/activate && zenml stack set embedded && python run.py --help"
+
+$(PY):
+	@PYTHON312="$$(scripts/find-python312.sh)" && echo "Creating $(VENV) with $$PYTHON312" && "$$PYTHON312" -m venv $(VENV)
+
+$(DEPS_STAMP): $(PY) pyproject.toml constraints.txt
+	@echo "Installing pinned dependencies into $(VENV) (first time: ~2 minutes, 2.8 GB)"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.deps-* && touch $@
+	@grep -q "scripts/activate-env.sh" $(VENV)/bin/activate || \
+	  printf '\n# Clearsight project environment\nsource "%s/scripts/activate-env.sh"\n' "$(CURDIR)" >> $(VENV)/bin/activate
+
+$(STATE)/.zenml-ready: $(DEPS_STAMP) stack/register.py
+	@mkdir -p $(STATE)
+	@$(PY) -m stack.register
+	@touch $@
+
+setup: $(DEPS_STAMP) $(STATE)/.zenml-ready data ## Create the venv, install, init ZenML, register the embedded stack, write the sample data
+
+data: $(DEPS_STAMP) ## Write the bundled sample dataset (UCI digits as PNG) to data/digits
+	@$(PY) -m clearsight.sample_data $(DATA_DIR)
+
+stack: $(DEPS_STAMP) ## (Re-)register and activate the embedded stack
+	@$(PY) -m stack.register
+
+run: setup ## Set up, then ingest the sample data and train (python run.py)
+	@$(PY) run.py $(ARGS)
+
+test: setup ## Set up, then run the whole test-suite
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237)
+	@$(VENV)/bin/zenml login --local --port $(ZENML_PORT)
+	@echo "ZenML dashboard: http://127.0.0.1:$(ZENML_PORT)  (stop: make dashboard-stop)"
+
+dashboard-stop: ## Stop the local ZenML server
+	@$(VENV)/bin/zenml logout --local || true
+
+mlflow-ui: setup ## Open the MLflow UI on the embedded stack's tracking store (http://127.0.0.1:5000)
+	@URI="$$($(PY) -c 'from zenml.client import Client; print(Client().active_stack.experiment_tracker.get_tracking_uri())')" && \
+	  echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) for $$URI" && \
+	  $(VENV)/bin/mlflow ui --backend-store-uri "$$URI" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+bench: setup ## Print ingestion, training and run.py timings (benchmarks/)
+	@$(PY) benchmarks/bench_pipelines.py
+
+lint: $(DEPS_STAMP) ## Check formatting and lint with ruff
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/ruff check .
+
+format: $(DEPS_STAMP) ## Format and auto-fix with ruff
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+clean: ## Remove ZenML state, catalog and sample data (keeps the venv)
+	rm -rf $(STATE) .zen data
+
+distclean: clean ## Also remove the virtualenv
+	rm -rf $(VENV)

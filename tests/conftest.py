@@ -1,0 +1,22 @@
+"""Test-wide isolation: a throw-away ZenML config, set before ZenML is imported."""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_STATE = Path(tempfile.mkdtemp(prefix="clearsight-tests-"))
+
+os.environ["ZENML_CONFIG_PATH"] = str(TEST_STATE / "zenml")
+os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
+os.environ["ZENML_LOGGING_COLORS_DISABLED"] = "true"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+for variable in ("ZENML_ACTIVE_STACK_ID", "CLEARSIGHT_CATALOG_URL", "ZENML_STORE_URL"):
+    os.environ.pop(variable, None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the throw-away ZenML state unless asked to keep it."""
+    if not os.environ.get("CLEARSIGHT_KEEP_TEST_STATE"):
+        shutil.rmtree(TEST_STATE, ignore_errors=True)
