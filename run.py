@@ -34,14 +34,9 @@ from clearsight.errors import DataFolderError  # noqa: E402
 from clearsight.layout import detect_layout  # noqa: E402
 from clearsight.names import ArtifactName  # noqa: E402
 
-try:  # ZenML's OpenTelemetry log handler flushes from a new thread at exit, which
-    # Python 3.12 refuses ("can't create new thread at interpreter shutdown").
-    # Its provider flushes on its own at exit, so skip the handler's flush.
-    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from stack.runtime import quiet_shutdown  # noqa: E402
 
-    LoggingHandler.flushOnClose = False
-except ImportError:  # pragma: no cover - optional dependency of ZenML
-    pass
+quiet_shutdown()
 
 CONFIGS = ROOT / "configs"
 DEFAULT_CATALOG_URL = sqlite_url(STATE_DIR / "catalog.db")

@@ -114,12 +114,17 @@ class IngestionReport(BaseModel):
 
     def summary(self) -> str:
         """One line a person can read at the end of a run."""
-        return (
+        invalid = len(self.skipped) - self.duplicates - self.conflicts
+        line = (
             f"{self.kept} images kept of {self.scanned} files scanned "
             f"({self.duplicates} duplicates, {self.conflicts} label conflicts, "
-            f"{len(self.skipped) - self.duplicates - self.conflicts} invalid or "
-            f"unsupported); {self.uploaded} uploaded, {self.already_stored} already stored"
+            f"{invalid} invalid or unsupported)"
         )
+        if self.dry_run:
+            return line + "; dry run: nothing uploaded"
+        if self.uploaded or self.already_stored:
+            line += f"; {self.uploaded} uploaded, {self.already_stored} already stored"
+        return line
 
 
 def assign_split(sha256: str, ratios: tuple[float, float, float]) -> str:

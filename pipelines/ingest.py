@@ -35,6 +35,7 @@ def ingest_pipeline(
         min_side=min_side,
         max_pixels=max_pixels,
         split_ratios=split_ratios,
+        dry_run=dry_run,
     )
     if dry_run:
         catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)

@@ -22,6 +22,8 @@ from typing import Any
 from zenml.client import Client
 from zenml.enums import StackComponentType
 
+from stack.runtime import quiet_shutdown
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED_STACK = "embedded"
@@ -117,6 +119,7 @@ def main() -> None:
         "--no-activate", action="store_true", help="register without activating"
     )
     args = parser.parse_args()
+    quiet_shutdown()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     register_embedded(activate=not args.no_activate)
 

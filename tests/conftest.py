@@ -15,6 +15,10 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 for variable in ("ZENML_ACTIVE_STACK_ID", "CLEARSIGHT_CATALOG_URL", "ZENML_STORE_URL"):
     os.environ.pop(variable, None)
 
+from stack.runtime import quiet_shutdown  # noqa: E402
+
+quiet_shutdown()
+
 
 def pytest_sessionfinish(session, exitstatus):
     """Remove the throw-away ZenML state unless asked to keep it."""

@@ -24,6 +24,7 @@ def scan_images(
     min_side: int = 8,
     max_pixels: int = 40_000_000,
     split_ratios: list[float] | None = None,
+    dry_run: bool = False,
 ) -> tuple[
     Annotated[DatasetManifest, ArtifactName.CANDIDATE_DATASET],
     Annotated[IngestionReport, ArtifactName.SCAN_REPORT],
@@ -35,6 +36,7 @@ def scan_images(
         min_side: Smallest accepted image side, in pixels.
         max_pixels: Largest accepted width x height (decompression-bomb guard).
         split_ratios: Train/val/test shares for folders without split folders.
+        dry_run: Mark the report as a dry run (nothing will be uploaded).
 
     Returns:
         The candidate manifest (uris are source paths) and the scan report.
@@ -46,6 +48,7 @@ def scan_images(
         split_ratios=split_ratios or (0.70, 0.15, 0.15),
         progress=lambda items: tqdm(items, desc="Validating images", unit="img"),
     )
+    report.dry_run = dry_run
     for skipped in report.skipped:
         logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
     logger.info("Scan of %s: %s", data_dir, report.summary())

@@ -1,0 +1,74 @@
+"""`python run.py` as a user runs it: real subprocesses on the isolated store."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from zenml.client import Client
+from zenml.enums import ExecutionStatus
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def run_py(*args: str, env: dict[str, str] | None = None, timeout: int = 900):
+    return subprocess.run(
+        [sys.executable, "run.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture()
+def cli_env(tmp_path):
+    return {"CLEARSIGHT_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.db'}"}
+
+
+def test_default_run_trains_a_good_model_then_reuses_it(embedded_stack, digits_dir, cli_env):
+    first = run_py("--data-dir", str(digits_dir), env=cli_env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Traceback" not in first.stdout + first.stderr
+    accuracy = float(re.search(r"test metrics\s+accuracy ([0-9.]+)", first.stdout).group(1))
+    assert accuracy >= 0.97, first.stdout  # the default config on the bundled digits
+    assert re.search(r"fingerprint\s+[0-9a-f]{64}", first.stdout)
+    assert "splits          train 1257, val 270, test 270; 10 classes" in first.stdout
+
+    second = run_py("--data-dir", str(digits_dir), env=cli_env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "0 uploaded, 1797 already stored" in second.stdout
+    last_train = Client().get_pipeline("train").last_run
+    assert {s.status for s in last_train.steps.values()} == {ExecutionStatus.CACHED}
+
+
+def test_missing_data_folder_names_the_fix(embedded_stack, tmp_path, cli_env):
+    result = run_py("--data-dir", str(tmp_path / "missing"), env=cli_env)
+    assert result.returncode != 0
+    assert "does not exist" in result.stderr and "make data" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_stack_without_tracker_names_the_fix(embedded_stack, digits_dir, cli_env):
+    default_stack = Client().get_stack("default", allow_name_prefix_match=False)
+    result = run_py(
+        "--pipeline", "train", env={**cli_env, "ZENML_ACTIVE_STACK_ID": str(default_stack.id)}
+    )
+    assert result.returncode != 0
+    assert "no MLflow experiment tracker" in result.stderr
+    assert "python -m stack.register" in result.stderr
+
+
+def test_help_shows_examples_and_bad_combinations_are_refused(embedded_stack):
+    helped = run_py("--help")
+    assert helped.returncode == 0
+    assert "python run.py --pipeline ingest --dry-run" in helped.stdout
+    refused = run_py("--pipeline", "train", "--dry-run")
+    assert refused.returncode == 2
+    assert "--dry-run applies to the ingest pipeline only" in refused.stderr
