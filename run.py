@@ -33,7 +33,6 @@ from clearsight.catalog import sqlite_url  # noqa: E402
 from clearsight.errors import DataFolderError  # noqa: E402
 from clearsight.layout import detect_layout  # noqa: E402
 from clearsight.names import ArtifactName  # noqa: E402
-
 from stack.runtime import quiet_shutdown  # noqa: E402
 
 quiet_shutdown()
@@ -77,9 +76,7 @@ def _check_data_dir(data_dir: Path) -> None:
         raise PreconditionError(str(error)) from error
 
 
-def _run_ingest(
-    config: Path, data_dir: str | None, dry_run: bool, no_cache: bool
-) -> Any:
+def _run_ingest(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
     from pipelines import ingest_pipeline
 
     params = _load_yaml(config).get("parameters", {})
@@ -136,9 +133,7 @@ def _summary(ingest_run: Any, train_run: Any) -> None:
         steps = run.steps
         report_step = steps.get("store_images") or steps.get("scan_images")
         report_name = (
-            ArtifactName.INGESTION_REPORT
-            if "store_images" in steps
-            else ArtifactName.SCAN_REPORT
+            ArtifactName.INGESTION_REPORT if "store_images" in steps else ArtifactName.SCAN_REPORT
         )
         report = report_step.outputs[report_name][0].load()
         click.echo(f"  dataset         {report.summary()}")
@@ -159,9 +154,7 @@ def _summary(ingest_run: Any, train_run: Any) -> None:
     if train_run is not None:
         run = client.get_pipeline_run(train_run.id)
         metrics = run.steps["evaluate_model"].outputs[ArtifactName.TEST_METRICS][0].load()
-        registered = run.steps["register_model"].outputs[ArtifactName.REGISTERED_MODEL][
-            0
-        ].load()
+        registered = run.steps["register_model"].outputs[ArtifactName.REGISTERED_MODEL][0].load()
         if run.model_version is not None:
             click.echo(
                 f"  model version   {run.model_version.model.name} "

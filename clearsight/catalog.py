@@ -113,9 +113,7 @@ class Catalog:
                 "database server is running."
             ) from error
 
-    def record_ingestion(
-        self, manifest: DatasetManifest, report: IngestionReport
-    ) -> int:
+    def record_ingestion(self, manifest: DatasetManifest, report: IngestionReport) -> int:
         """Upsert the manifest's images and add an ingestion row, atomically.
 
         Returns:
@@ -173,9 +171,7 @@ class Catalog:
                     connection.execute(insert(IMAGES), new_rows)
                 for row in seen_rows:
                     sha = row.pop("sha256")
-                    connection.execute(
-                        update(IMAGES).where(IMAGES.c.sha256 == sha).values(**row)
-                    )
+                    connection.execute(update(IMAGES).where(IMAGES.c.sha256 == sha).values(**row))
         except SQLAlchemyError as error:
             raise CatalogError(
                 f"Writing ingestion to the catalog failed and was rolled back: {error}"

@@ -22,7 +22,7 @@ from clearsight.images import (
     InvalidImageError,
     inspect_image,
 )
-from clearsight.layout import Candidate, Layout, Skipped, discover
+from clearsight.layout import Candidate, Layout, discover
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT_RATIOS = (0.70, 0.15, 0.15)
@@ -201,7 +201,10 @@ def build_manifest(
             data = candidate.path.read_bytes()
         except OSError as error:
             report.skipped.append(
-                SkippedFile(path=str(candidate.path), reason=f"unreadable: {error.strerror or error}")
+                SkippedFile(
+                    path=str(candidate.path),
+                    reason=f"unreadable: {error.strerror or error}",
+                )
             )
             continue
         try:
@@ -251,9 +254,7 @@ def build_manifest(
 
     records.sort(key=lambda r: (r.split, r.label, r.sha256))
     classes = sorted({r.label for r in records})
-    manifest = DatasetManifest(
-        source=root, layout=layout.value, classes=classes, records=records
-    )
+    manifest = DatasetManifest(source=root, layout=layout.value, classes=classes, records=records)
     report.kept = len(records)
     report.fingerprint = manifest.fingerprint
     report.counts = manifest.counts()

@@ -94,13 +94,9 @@ def inspect_image(
     except InvalidImageError:
         raise
     except Image.DecompressionBombError as error:
-        raise InvalidImageError(
-            f"image too large (decompression-bomb guard): {error}"
-        ) from error
+        raise InvalidImageError(f"image too large (decompression-bomb guard): {error}") from error
     except UnidentifiedImageError as error:
-        raise InvalidImageError(
-            "not an image: Pillow cannot identify the file's format"
-        ) from error
+        raise InvalidImageError("not an image: Pillow cannot identify the file's format") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise InvalidImageError(f"corrupt or truncated image: {error}") from error
     return ImageInfo(

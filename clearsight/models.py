@@ -61,9 +61,7 @@ def _backbone(
     else:
         # MobileNetV2 expects pixels in [-1, 1].
         x = tf.keras.layers.Rescaling(2.0, offset=-1.0)(inputs)
-        base = tf.keras.applications.MobileNetV2(
-            include_top=False, weights=None, input_shape=shape
-        )
+        base = tf.keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=shape)
     if weights is not None:
         base.load_weights(weights, skip_mismatch=True)
     return tf.keras.layers.GlobalAveragePooling2D()(base(x))

@@ -48,9 +48,7 @@ def write_digits(target: str | Path, *, size: int = DEFAULT_SIZE, seed: int = 0)
             folder.mkdir(parents=True, exist_ok=True)
             # 0..16 ink intensity -> dark ink on white paper, 8 bits.
             pixels = (255 - digits.images[index] * (255 / 16)).round().astype(np.uint8)
-            image = Image.fromarray(pixels, mode="L").resize(
-                (size, size), Image.Resampling.BICUBIC
-            )
+            image = Image.fromarray(pixels, mode="L").resize((size, size), Image.Resampling.BICUBIC)
             path = folder / f"digit_{index:04d}.png"
             image.save(path, format="PNG", optimize=False)
             written += 1

@@ -105,9 +105,7 @@ def _sample_grid(data: DatasetManifest) -> Image.Image | None:
     classes = data.classes[:20]
     if not classes:
         return None
-    grid = Image.new(
-        "RGB", (LABEL_WIDTH + SAMPLES_PER_CLASS * TILE, len(classes) * TILE), "white"
-    )
+    grid = Image.new("RGB", (LABEL_WIDTH + SAMPLES_PER_CLASS * TILE, len(classes) * TILE), "white")
     draw = ImageDraw.Draw(grid)
     for row, label in enumerate(classes):
         draw.text((6, row * TILE + TILE // 2 - 6), label[:18], fill="black")

@@ -72,16 +72,12 @@ def ensure_component(client: Client, spec: ComponentSpec) -> str:
         )
     current = component.configuration
     if any(current.get(k) != v for k, v in spec.configuration.items()):
-        client.update_stack_component(
-            spec.name, spec.type, configuration=spec.configuration
-        )
+        client.update_stack_component(spec.name, spec.type, configuration=spec.configuration)
         return "updated"
     return "unchanged"
 
 
-def ensure_stack(
-    client: Client, name: str, components: tuple[ComponentSpec, ...]
-) -> str:
+def ensure_stack(client: Client, name: str, components: tuple[ComponentSpec, ...]) -> str:
     """Register the stack with exactly these components; idempotent."""
     for spec in components:
         outcome = ensure_component(client, spec)
@@ -115,9 +111,7 @@ def main() -> None:
         description="Register the platform's ZenML stacks (idempotent).",
         epilog="Example: python -m stack.register && zenml stack describe",
     )
-    parser.add_argument(
-        "--no-activate", action="store_true", help="register without activating"
-    )
+    parser.add_argument("--no-activate", action="store_true", help="register without activating")
     args = parser.parse_args()
     quiet_shutdown()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

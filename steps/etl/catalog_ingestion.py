@@ -48,7 +48,9 @@ def catalog_ingestion(
     finally:
         catalog.close()
     logger.info(
-        "Catalog: ingestion #%d recorded, %d images known in total.", ingestion_id, total
+        "Catalog: ingestion #%d recorded, %d images known in total.",
+        ingestion_id,
+        total,
     )
     return {
         "ingestion_id": ingestion_id,

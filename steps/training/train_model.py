@@ -51,7 +51,8 @@ def train_model(
     augmentation: dict[str, Any] | None = None,
     seed: int = 42,
 ) -> Annotated[
-    tf.keras.Model, ArtifactConfig(name=ArtifactName.MODEL, artifact_type=ArtifactType.MODEL)
+    tf.keras.Model,
+    ArtifactConfig(name=ArtifactName.MODEL, artifact_type=ArtifactType.MODEL),
 ]:
     """Train on the train split with early stopping on the val split.
 
@@ -79,8 +80,13 @@ def train_model(
         )
     augment = augmentation_layers(**(augmentation or {}), seed=seed)
     train, _ = split_dataset(
-        dataset, "train", image_size=image_size, batch_size=batch_size,
-        training=True, augment=augment, seed=seed,
+        dataset,
+        "train",
+        image_size=image_size,
+        batch_size=batch_size,
+        training=True,
+        augment=augment,
+        seed=seed,
     )
     val, _ = split_dataset(dataset, "val", image_size=image_size, batch_size=batch_size)
 
@@ -113,7 +119,12 @@ def train_model(
     }
     mlflow.log_params(params)
     mlflow.set_tag("dataset_fingerprint", dataset.fingerprint)
-    logger.info("Training %s on %d images, %d classes.", architecture, sizes["train"], len(dataset.classes))
+    logger.info(
+        "Training %s on %d images, %d classes.",
+        architecture,
+        sizes["train"],
+        len(dataset.classes),
+    )
     history = model.fit(
         train,
         validation_data=val,
@@ -128,7 +139,10 @@ def train_model(
             _EpochLogger(),
         ],
     )
-    best = min(range(len(history.history["val_loss"])), key=history.history["val_loss"].__getitem__)
+    best = min(
+        range(len(history.history["val_loss"])),
+        key=history.history["val_loss"].__getitem__,
+    )
     summary = {
         "epochs_run": len(history.history["val_loss"]),
         "best_epoch": best + 1,
@@ -137,5 +151,10 @@ def train_model(
     }
     mlflow.log_metrics(summary)
     log_metadata(metadata=summary, artifact_name=ArtifactName.MODEL, infer_artifact=True)
-    logger.info("Best epoch %d of %d: val_accuracy=%.4f", best + 1, summary["epochs_run"], summary["best_val_accuracy"])
+    logger.info(
+        "Best epoch %d of %d: val_accuracy=%.4f",
+        best + 1,
+        summary["epochs_run"],
+        summary["best_val_accuracy"],
+    )
     return model

@@ -123,9 +123,7 @@ def test_dry_run_catalogues_but_uploads_nothing(embedded_stack, tmp_path, catalo
     assert catalog.ingestions()[0]["dry_run"] is True
 
 
-def test_missing_folder_fails_the_run_with_a_clear_message(
-    embedded_stack, tmp_path, catalog_url
-):
+def test_missing_folder_fails_the_run_with_a_clear_message(embedded_stack, tmp_path, catalog_url):
     with pytest.raises(RuntimeError, match="scan_images"):
         _ingest(tmp_path / "nope", catalog_url)
     run = Client().get_pipeline("ingest").last_run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PIL import Image
 from zenml.enums import VisualizationType
@@ -25,7 +27,11 @@ def test_manifest_round_trip_metadata_and_visualizations(digits_dir, tmp_path):
     metadata = materializer.extract_metadata(manifest)
     assert metadata["fingerprint"] == manifest.fingerprint
     assert metadata["num_images"] == 1797 and metadata["num_classes"] == 10
-    assert (metadata["train_images"], metadata["val_images"], metadata["test_images"]) == (
+    assert (
+        metadata["train_images"],
+        metadata["val_images"],
+        metadata["test_images"],
+    ) == (
         1257,
         270,
         270,
@@ -35,7 +41,7 @@ def test_manifest_round_trip_metadata_and_visualizations(digits_dir, tmp_path):
     by_type = {kind: path for path, kind in visualizations.items()}
     grid = Image.open(by_type[VisualizationType.IMAGE])
     assert grid.height == 10 * 64  # one row of samples per class
-    table = open(by_type[VisualizationType.HTML]).read()
+    table = Path(by_type[VisualizationType.HTML]).read_text()
     counts = manifest.counts()
     row = "<tr><td>0</td>" + "".join(f"<td>{counts[s]['0']}</td>" for s in ("train", "val", "test"))
     assert row in table

@@ -58,7 +58,9 @@ def test_missing_data_folder_names_the_fix(embedded_stack, tmp_path, cli_env):
 def test_stack_without_tracker_names_the_fix(embedded_stack, digits_dir, cli_env):
     default_stack = Client().get_stack("default", allow_name_prefix_match=False)
     result = run_py(
-        "--pipeline", "train", env={**cli_env, "ZENML_ACTIVE_STACK_ID": str(default_stack.id)}
+        "--pipeline",
+        "train",
+        env={**cli_env, "ZENML_ACTIVE_STACK_ID": str(default_stack.id)},
     )
     assert result.returncode != 0
     assert "no MLflow experiment tracker" in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
@@ -70,7 +72,7 @@ def test_mlflow_run_and_registered_model(trained):
     mlflow.set_tracking_uri(uri)
     served = mlflow.pyfunc.load_model(registered["model_uri"])
     record = dataset.split("test")[0]
-    batch = preprocess_batch([open(record.uri, "rb").read()], 32)
+    batch = preprocess_batch([Path(record.uri).read_bytes()], 32)
     np.testing.assert_allclose(
         np.asarray(served.predict(batch)), model.predict(batch, verbose=0), atol=1e-5
     )
@@ -85,7 +87,9 @@ def test_zenml_model_version_links_data_model_and_metrics(trained):
     assert version.run_metadata["test_accuracy"] >= 0.0
     assert version.run_metadata["registered_model_version"] >= 1
     dataset_artifact = ingest.steps["store_images"].outputs[ArtifactName.DATASET][0]
-    linked = {a.id for a in Client().list_artifact_versions(model_version_id=version.id, size=100).items}
+    linked = {
+        a.id for a in Client().list_artifact_versions(model_version_id=version.id, size=100).items
+    }
     assert dataset_artifact.id in linked
     model_artifact = train.steps["train_model"].outputs[ArtifactName.MODEL][0]
     assert model_artifact.id in linked
