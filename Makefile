@@ -15,6 +15,7 @@ MLFLOW_PORT ?= 5000
 
 export ZENML_CONFIG_PATH ?= $(CURDIR)/$(STATE)/zenml
 export ZENML_ANALYTICS_OPT_IN := false
+export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
