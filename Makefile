@@ -53,7 +53,7 @@ stack: $(DEPS_STAMP) ## (Re-)register and activate the embedded stack
 run: setup ## Set up, then ingest the sample data and train (python run.py)
 	@$(PY) run.py $(ARGS)
 
-test: setup ## Set up, then run the whole test-suite
+test: setup lint ## Set up, check formatting and lint, then run the whole test-suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237)

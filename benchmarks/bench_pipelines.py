@@ -55,14 +55,20 @@ def main() -> None:
     data = WORK / "digits"
     write_digits(data)
     try:
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}"
+        )
         scan_times = []
         for _ in range(args.repeat):
             start = time.perf_counter()
             manifest, _ = build_manifest(data)
             scan_times.append(time.perf_counter() - start)
         n = len(manifest.records)
-        print(f"ingest: validate+hash {n} images: {n / min(scan_times):,.0f} images/s (best of {args.repeat})")
+        print(
+            f"ingest: validate+hash {n} images: {n / min(scan_times):,.0f} images/s "
+            f"(best of {args.repeat})"
+        )
         store = ContentStore(str(WORK / "store"), LocalFileSystem())
         start = time.perf_counter()
         store.store_manifest(manifest)
@@ -70,8 +76,10 @@ def main() -> None:
         start = time.perf_counter()
         _, uploaded, _ = store.store_manifest(manifest)
         warm = time.perf_counter() - start
-        print(f"ingest: store by content (local disk): {n / cold:,.0f} images/s; "
-              f"re-store {n / warm:,.0f} images/s ({uploaded} uploaded)")
+        print(
+            f"ingest: store by content (local disk): {n / cold:,.0f} images/s; "
+            f"re-store {n / warm:,.0f} images/s ({uploaded} uploaded)"
+        )
 
         timed_run("-m", "stack.register")
         cold_s, cold_out = timed_run("run.py", "--data-dir", str(data))

@@ -102,7 +102,12 @@ class Catalog:
         self.url = check_url(url)
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise CatalogError(
+                    f"Cannot create the catalog's folder for {parsed.database}: {error}"
+                ) from error
         try:
             self.engine: Engine = create_engine(url, future=True)
             metadata.create_all(self.engine)
