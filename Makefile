@@ -31,8 +31,9 @@ $(PY):
 
 $(DEPS_STAMP): $(PY) pyproject.toml constraints.txt
 	@echo "Installing pinned dependencies into $(VENV) (first time: ~2 minutes, 2.8 GB)"
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@$(PY) -m pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(PY) -m pip install -c constraints.txt -e '.[dev]' >> $(VENV)/install.log 2>&1 || \
+	  (tail -40 $(VENV)/install.log; echo "pip install failed; full log: $(VENV)/install.log"; exit 1)
 	@rm -f $(VENV)/.deps-* && touch $@
 	@grep -q "scripts/activate-env.sh" $(VENV)/bin/activate || \
 	  printf '\n# Clearsight project environment\nsource "%s/scripts/activate-env.sh"\n' "$(CURDIR)" >> $(VENV)/bin/activate

@@ -94,7 +94,22 @@ def _run_ingest(config: Path, data_dir: str | None, dry_run: bool, no_cache: boo
     return ingest_pipeline.with_options(**options)()
 
 
-def _run_train(config: Path, overrides: dict[str, Any], no_cache: bool) -> Any:
+def _training_parameters(config: Path, overrides: dict[str, Any]) -> Any:
+    """Validate the YAML plus the command-line overrides before anything runs."""
+    from pydantic import ValidationError
+
+    from clearsight.config import TrainingParameters
+
+    configured = _load_yaml(config).get("parameters", {}).get("hyperparameters") or {}
+    try:
+        return TrainingParameters.model_validate({**configured, **overrides})
+    except ValidationError as error:
+        raise PreconditionError(
+            f"Invalid hyper-parameters in {config} or options:\n{error}"
+        ) from None
+
+
+def _run_train(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
     from zenml.client import Client
 
     from pipelines import training_pipeline
@@ -104,9 +119,10 @@ def _run_train(config: Path, overrides: dict[str, Any], no_cache: bool) -> Any:
             "No dataset has been ingested on this ZenML store yet.\n"
             "  Fix: python run.py --pipeline ingest   (or plain python run.py)"
         )
-    options: dict[str, Any] = {"config_path": str(config)}
-    if overrides:
-        options["parameters"] = overrides
+    options: dict[str, Any] = {
+        "config_path": str(config),
+        "parameters": {"hyperparameters": hyperparameters.model_dump(mode="json")},
+    }
     if no_cache:
         options["enable_cache"] = False
     return training_pipeline.with_options(**options)()
@@ -253,11 +269,14 @@ def main(
         raise click.UsageError("Training options need --pipeline all or train.")
     _check_stack(needs_tracker=pipeline != "ingest" and not dry_run)
 
+    train = pipeline == "train" or (pipeline == "all" and not dry_run)
+    hyperparameters = _training_parameters(train_config, overrides) if train else None
+
     ingest_run = train_run = None
     if pipeline in ("all", "ingest"):
         ingest_run = _run_ingest(ingest_config, data_dir, dry_run, no_cache)
-    if pipeline == "train" or (pipeline == "all" and not dry_run):
-        train_run = _run_train(train_config, overrides, no_cache)
+    if train:
+        train_run = _run_train(train_config, hyperparameters, no_cache)
     _summary(ingest_run, train_run)
 
 

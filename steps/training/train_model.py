@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 import tensorflow as tf
@@ -15,6 +15,7 @@ from zenml.integrations.tensorflow.materializers.keras_materializer import (
     KerasMaterializer,
 )
 
+from clearsight.config import TrainingParameters
 from clearsight.dataset import DatasetManifest
 from clearsight.models import build_model
 from clearsight.names import ArtifactName
@@ -41,15 +42,7 @@ class _EpochLogger(tf.keras.callbacks.Callback):
 )
 def train_model(
     dataset: DatasetManifest,
-    epochs: int = 40,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    image_size: int = 32,
-    architecture: str = "small_cnn",
-    pretrained_weights: str | None = None,
-    patience: int = 8,
-    augmentation: dict[str, Any] | None = None,
-    seed: int = 42,
+    hyperparameters: TrainingParameters,
 ) -> Annotated[
     tf.keras.Model,
     ArtifactConfig(name=ArtifactName.MODEL, artifact_type=ArtifactType.MODEL),
@@ -58,82 +51,67 @@ def train_model(
 
     Args:
         dataset: The versioned dataset manifest.
-        epochs: Maximum number of epochs.
-        batch_size: Images per batch.
-        learning_rate: Adam learning rate.
-        image_size: Input side in pixels; images are resized to it.
-        architecture: ``small_cnn``, ``efficientnet_b0`` or ``mobilenet_v2``.
-        pretrained_weights: Local weights file for a known backbone.
-        patience: Epochs without val-loss improvement before stopping; the best
-            weights are restored.
-        augmentation: Options of :func:`clearsight.preprocess.augmentation_layers`.
-        seed: Seed for initialisation and shuffling.
+        hyperparameters: Epochs, batch size, learning rate, image size,
+            architecture, pretrained weights, patience, augmentation, seed.
 
     Returns:
         The trained Keras model, outputting class probabilities.
     """
+    hp = hyperparameters
     sizes = dataset.split_sizes()
     if sizes["train"] == 0 or sizes["val"] == 0:
         raise ValueError(
             f"The dataset needs images in both train and val splits; got {sizes}. "
             "Add images or check the folder layout."
         )
-    augment = augmentation_layers(**(augmentation or {}), seed=seed)
+    augment = augmentation_layers(**hp.augmentation.model_dump(), seed=hp.seed)
     train, _ = split_dataset(
         dataset,
         "train",
-        image_size=image_size,
-        batch_size=batch_size,
+        image_size=hp.image_size,
+        batch_size=hp.batch_size,
         training=True,
         augment=augment,
-        seed=seed,
+        seed=hp.seed,
     )
-    val, _ = split_dataset(dataset, "val", image_size=image_size, batch_size=batch_size)
+    val, _ = split_dataset(dataset, "val", image_size=hp.image_size, batch_size=hp.batch_size)
 
     model = build_model(
         len(dataset.classes),
-        image_size=image_size,
-        architecture=architecture,
-        pretrained_weights=pretrained_weights,
-        seed=seed,
+        image_size=hp.image_size,
+        architecture=hp.architecture,
+        pretrained_weights=hp.pretrained_weights,
+        seed=hp.seed,
     )
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        optimizer=tf.keras.optimizers.Adam(hp.learning_rate),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     params = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "image_size": image_size,
-        "architecture": architecture,
-        "pretrained_weights": pretrained_weights or "none",
-        "patience": patience,
-        "seed": seed,
+        **hp.flat(),
         "num_classes": len(dataset.classes),
         "classes": ",".join(dataset.classes),
         "dataset_fingerprint": dataset.fingerprint,
         **{f"{split}_images": n for split, n in sizes.items()},
-        **{f"augmentation_{k}": v for k, v in (augmentation or {}).items()},
     }
     mlflow.log_params(params)
     mlflow.set_tag("dataset_fingerprint", dataset.fingerprint)
     logger.info(
         "Training %s on %d images, %d classes.",
-        architecture,
+        hp.architecture.value,
         sizes["train"],
         len(dataset.classes),
     )
     history = model.fit(
         train,
         validation_data=val,
-        epochs=epochs,
+        epochs=hp.epochs,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles the train split
         callbacks=[
             tf.keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=patience, restore_best_weights=True
+                monitor="val_loss", patience=hp.patience, restore_best_weights=True
             ),
             MlflowCallback(log_every_epoch=True),
             _EpochLogger(),

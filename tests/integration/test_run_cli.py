@@ -55,13 +55,10 @@ def test_missing_data_folder_names_the_fix(embedded_stack, tmp_path, cli_env):
     assert "Traceback" not in result.stderr
 
 
-def test_stack_without_tracker_names_the_fix(embedded_stack, digits_dir, cli_env):
-    default_stack = Client().get_stack("default", allow_name_prefix_match=False)
-    result = run_py(
-        "--pipeline",
-        "train",
-        env={**cli_env, "ZENML_ACTIVE_STACK_ID": str(default_stack.id)},
-    )
+def test_stack_without_tracker_names_the_fix(tmp_path, cli_env):
+    # A fresh ZenML config has only ZenML's own `default` stack: no MLflow tracker.
+    fresh = {**cli_env, "ZENML_CONFIG_PATH": str(tmp_path / "fresh-zenml")}
+    result = run_py("--pipeline", "train", env=fresh)
     assert result.returncode != 0
     assert "no MLflow experiment tracker" in result.stderr
     assert "python -m stack.register" in result.stderr
@@ -74,3 +71,12 @@ def test_help_shows_examples_and_bad_combinations_are_refused(embedded_stack):
     refused = run_py("--pipeline", "train", "--dry-run")
     assert refused.returncode == 2
     assert "--dry-run applies to the ingest pipeline only" in refused.stderr
+
+
+def test_invalid_hyperparameters_are_refused_before_running(embedded_stack, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("parameters:\n  hyperparameters:\n    epoch: 5\n")
+    result = run_py("--pipeline", "train", "--train-config", str(config))
+    assert result.returncode != 0
+    assert "Invalid hyper-parameters" in result.stderr and "epoch" in result.stderr
+    assert "Traceback" not in result.stderr

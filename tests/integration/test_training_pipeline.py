@@ -10,6 +10,7 @@ import pytest
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
+from clearsight.config import TrainingParameters
 from clearsight.names import ArtifactName
 from clearsight.preprocess import preprocess_batch
 
@@ -24,7 +25,8 @@ def trained(embedded_stack, digits_dir, tmp_path_factory):
     catalog = sqlite_url(tmp_path_factory.mktemp("catalog") / "catalog.db")
     ingest = ingest_pipeline(data_dir=str(digits_dir), catalog_url=catalog)
     train = training_pipeline.with_options(
-        config_path="configs/train.yaml", parameters={"epochs": 2}
+        config_path="configs/train.yaml",
+        parameters={"hyperparameters": TrainingParameters(epochs=2).model_dump(mode="json")},
     )()
     return Client().get_pipeline_run(ingest.id), Client().get_pipeline_run(train.id)
 

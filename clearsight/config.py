@@ -1,0 +1,49 @@
+"""Typed training hyper-parameters: one definition, defaults in one place.
+
+``configs/train.yaml`` fills these under ``parameters.hyperparameters``; the
+command line overrides single fields. Unknown keys are refused, so a typo in
+the YAML fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clearsight.models import Architecture
+
+
+class Augmentation(BaseModel):
+    """Light, label-preserving augmentation of the training split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rotation: float = Field(0.05, ge=0, le=0.5, description="fraction of a full turn")
+    translation: float = Field(0.1, ge=0, le=0.5, description="fraction of the side")
+    zoom: float = Field(0.1, ge=0, le=0.5)
+    flip: bool = Field(False, description="horizontal and vertical; never for digits")
+    contrast: float = Field(0.0, ge=0, le=1)
+
+
+class TrainingParameters(BaseModel):
+    """Everything that decides how a model is trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(40, ge=1, description="maximum epochs")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    image_size: int = Field(32, ge=8, description="input side in pixels")
+    architecture: Architecture = Architecture.SMALL_CNN
+    pretrained_weights: str | None = Field(
+        None, description="local weights file for a known backbone; nothing is downloaded"
+    )
+    patience: int = Field(8, ge=1, description="early-stopping patience in epochs")
+    seed: int = 42
+    augmentation: Augmentation = Field(default_factory=Augmentation)
+
+    def flat(self) -> dict[str, str | int | float | bool]:
+        """A flat dict for experiment trackers (``augmentation_zoom``, ...)."""
+        values = self.model_dump(mode="json", exclude={"augmentation"})
+        values["pretrained_weights"] = values["pretrained_weights"] or "none"
+        values.update({f"augmentation_{k}": v for k, v in self.augmentation.model_dump().items()})
+        return values
