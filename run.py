@@ -1,11 +1,13 @@
 """Run Clearsight's pipelines on the active ZenML stack.
 
 Examples:
-    python run.py                                  # ingest the bundled digits, then train
+    python run.py                                  # ingest, train, gate and promote
     python run.py --data-dir ~/data/skin-lesions   # any <split>/<label>/* or <label>/* folder
     python run.py --pipeline ingest --dry-run      # validate and catalogue, upload nothing
-    python run.py --pipeline train --epochs 5      # retrain on the latest dataset
-    python run.py --no-cache                       # run every step again
+    python run.py --pipeline train --epochs 5      # retrain on the latest dataset, no gate
+    python run.py promote --model-version 3        # re-judge version 3 against the champion
+    python run.py rollback                         # restore the previous champion
+    python run.py champion                         # show the model in production
 
 Switch stacks the ZenML way (`zenml stack set NAME`); this script only checks
 that the active stack has what the chosen pipelines need.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +35,11 @@ import yaml  # noqa: E402
 from clearsight.catalog import sqlite_url  # noqa: E402
 from clearsight.errors import DataFolderError  # noqa: E402
 from clearsight.layout import detect_layout  # noqa: E402
-from clearsight.names import ArtifactName  # noqa: E402
-from stack.runtime import quiet_shutdown  # noqa: E402
+from clearsight.names import DEFAULT_MODEL_NAME, ArtifactName  # noqa: E402
+from stack.runtime import quiet_shutdown, quiet_warnings  # noqa: E402
 
 quiet_shutdown()
+quiet_warnings()
 
 CONFIGS = ROOT / "configs"
 DEFAULT_CATALOG_URL = sqlite_url(STATE_DIR / "catalog.db")
@@ -128,7 +132,7 @@ def _run_train(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
     return training_pipeline.with_options(**options)()
 
 
-def _summary(ingest_run: Any, train_run: Any) -> None:
+def _summary(ingest_run: Any, train_run: Any, promote_run: Any, model_name: str) -> None:
     from zenml.client import Client
     from zenml.utils.dashboard_utils import get_run_url
 
@@ -136,7 +140,7 @@ def _summary(ingest_run: Any, train_run: Any) -> None:
     click.echo("")
     click.secho("Summary", bold=True)
     click.echo(f"  stack           {client.active_stack_model.name}")
-    for run in (ingest_run, train_run):
+    for run in (ingest_run, train_run, promote_run):
         if run is None:
             continue
         run = client.get_pipeline_run(run.id)
@@ -188,9 +192,14 @@ def _summary(ingest_run: Any, train_run: Any) -> None:
         if tracker is not None:
             uri = tracker.get_tracking_uri()
             click.echo("  MLflow UI       " + _mlflow_ui_command(uri))
+    if promote_run is not None:
+        _decision_summary(promote_run)
+    if train_run is not None or promote_run is not None:
+        _champion_line(model_name)
     click.echo("")
     click.echo("Next:")
     click.echo("  make dashboard            # ZenML dashboard: runs, artifacts, lineage")
+    click.echo("  python run.py champion    # the model in production; also: promote, rollback")
     click.echo("  python run.py --help      # options: data folder, epochs, dry run")
 
 
@@ -200,21 +209,101 @@ def _mlflow_ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)"
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Examples:\n\n"
+def _model_name(train_config: Path) -> str:
+    return (_load_yaml(train_config).get("model") or {}).get("name") or DEFAULT_MODEL_NAME
+
+
+def _promotion_rules(config: Path) -> Any:
+    from pydantic import ValidationError
+
+    from clearsight.gate import PromotionRules
+
+    try:
+        return PromotionRules.model_validate(
+            _load_yaml(config).get("parameters", {}).get("rules") or {}
+        )
+    except ValidationError as error:
+        raise PreconditionError(f"Invalid promotion rules in {config}:\n{error}") from None
+
+
+def _run_promote(
+    config: Path,
+    model_name: str,
+    rules: Any,
+    challenger: int | None = None,
+    current_data_dir: str | None = None,
+) -> Any:
+    from pipelines import promotion_pipeline
+    from steps.promotion.champion import PromotionError, model_version, production_version
+
+    try:
+        challenger_version = model_version(model_name, challenger)
+    except PromotionError as error:
+        raise PreconditionError(str(error)) from None
+    champion = production_version(model_name)
+    parameters: dict[str, Any] = {
+        "model_name": model_name,
+        "challenger_version": challenger_version.number,
+        "champion_version": champion.number if champion else None,
+        "rules": rules.model_dump(mode="json"),
+    }
+    if current_data_dir:
+        folder = Path(current_data_dir).expanduser().resolve()
+        _check_data_dir(folder)
+        parameters["current_data_dir"] = str(folder)
+    return promotion_pipeline.with_options(config_path=str(config), parameters=parameters)()
+
+
+def _decision_summary(promote_run: Any) -> None:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(promote_run.id)
+    decision = run.steps["promotion_gate"].outputs[ArtifactName.PROMOTION_DECISION][0].load()
+    verdict = "promoted" if decision.promote else "rejected (production unchanged)"
+    click.echo(f"  gate            v{decision.challenger.version} {verdict}")
+    for reason in decision.reasons:
+        click.echo(f"                  - {reason}")
+
+
+def _champion_line(model_name: str) -> None:
+    from steps.promotion.champion import current_champion
+
+    champion = current_champion(model_name)
+    if champion is None:
+        click.echo("  champion        none yet")
+    else:
+        click.echo(
+            f"  champion        {model_name} v{champion.zenml_version} (ZenML, stage production)"
+            f" = MLflow {champion.registered_model} v{champion.registered_version}"
+            " (alias champion)"
+        )
+
+
+EXAMPLES = (
+    "Examples:\n\n"
     "\b\n"
     "  python run.py\n"
     "  python run.py --data-dir ~/data/skin-lesions --epochs 20 --image-size 224\n"
     "  python run.py --pipeline ingest --dry-run\n"
-    "  python run.py --pipeline train --learning-rate 3e-4 --no-cache",
+    "  python run.py --pipeline train --learning-rate 3e-4 --no-cache\n"
+    "  python run.py promote --model-version 3\n"
+    "  python run.py promote --current-data-dir ~/data/new-batch\n"
+    "  python run.py rollback\n"
+    "  python run.py champion"
+)
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXAMPLES,
 )
 @click.option(
     "--pipeline",
     type=click.Choice(["all", "ingest", "train"]),
     default="all",
     show_default=True,
-    help="Which pipelines to run: ingest then train, or one of them.",
+    help="all: ingest, train, then gate and promote; or only ingest, or only train.",
 )
 @click.option(
     "--data-dir",
@@ -236,7 +325,14 @@ def _mlflow_ui_command(uri: str) -> str:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=CONFIGS / "train.yaml",
     show_default=True,
-    help="Train pipeline configuration.",
+    help="Train pipeline configuration (also names the model).",
+)
+@click.option(
+    "--promote-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=CONFIGS / "promote.yaml",
+    show_default=True,
+    help="Promotion gate configuration.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Override: maximum epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Override: batch size.")
@@ -252,16 +348,22 @@ def _mlflow_ui_command(uri: str) -> str:
     type=click.Path(dir_okay=False, exists=True),
     help="Local weights file for efficientnet_b0 / mobilenet_v2 (nothing is downloaded).",
 )
+@click.pass_context
 def main(
+    ctx: click.Context,
     pipeline: str,
     data_dir: str | None,
     dry_run: bool,
     no_cache: bool,
     ingest_config: Path,
     train_config: Path,
+    promote_config: Path,
     **hyperparameters: Any,
 ) -> None:
-    """Ingest a folder of labelled images and train a classifier on it."""
+    """Ingest labelled images, train a classifier, and promote it if it beats the champion."""
+    ctx.obj = {"train_config": train_config, "promote_config": promote_config}
+    if ctx.invoked_subcommand is not None:
+        return
     overrides = {k: v for k, v in hyperparameters.items() if v is not None}
     if dry_run and pipeline == "train":
         raise click.UsageError("--dry-run applies to the ingest pipeline only.")
@@ -270,14 +372,73 @@ def main(
     _check_stack(needs_tracker=pipeline != "ingest" and not dry_run)
 
     train = pipeline == "train" or (pipeline == "all" and not dry_run)
+    promote = pipeline == "all" and not dry_run
     hyperparameters = _training_parameters(train_config, overrides) if train else None
+    rules = _promotion_rules(promote_config) if promote else None
 
-    ingest_run = train_run = None
+    ingest_run = train_run = promote_run = None
     if pipeline in ("all", "ingest"):
         ingest_run = _run_ingest(ingest_config, data_dir, dry_run, no_cache)
     if train:
         train_run = _run_train(train_config, hyperparameters, no_cache)
-    _summary(ingest_run, train_run)
+    if promote:
+        from zenml.client import Client
+
+        number = Client().get_pipeline_run(train_run.id).model_version.number
+        promote_run = _run_promote(promote_config, _model_name(train_config), rules, number)
+    _summary(ingest_run, train_run, promote_run, _model_name(train_config))
+
+
+@main.command()
+@click.option(
+    "--model-version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="ZenML model version number to judge. [default: the latest]",
+)
+@click.option(
+    "--current-data-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Labelled folder of new images to check for drift. [default: the test split]",
+)
+@click.pass_obj
+def promote(obj: dict[str, Any], model_version: int | None, current_data_dir: str | None) -> None:
+    """Re-judge a model version against the champion; promote it if it passes."""
+    _check_stack(needs_tracker=True)
+    name = _model_name(obj["train_config"])
+    rules = _promotion_rules(obj["promote_config"])
+    run = _run_promote(obj["promote_config"], name, rules, model_version, current_data_dir)
+    _summary(None, None, run, name)
+
+
+@main.command()
+@click.pass_obj
+def rollback(obj: dict[str, Any]) -> None:
+    """Restore the previous champion in ZenML and MLflow."""
+    from steps.promotion.champion import PromotionError
+    from steps.promotion.champion import rollback as restore
+
+    _check_stack(needs_tracker=True)
+    name = _model_name(obj["train_config"])
+    start = time.perf_counter()
+    try:
+        champion = restore(name, actor=os.environ.get("USER", "cli"))
+    except PromotionError as error:
+        raise PreconditionError(str(error)) from None
+    click.echo(
+        f"Rolled back in {time.perf_counter() - start:.1f} s: champion is now {name} "
+        f"v{champion.zenml_version} (MLflow v{champion.registered_version})."
+    )
+
+
+@main.command()
+@click.pass_obj
+def champion(obj: dict[str, Any]) -> None:
+    """Show the model in production."""
+    _check_stack(needs_tracker=False)
+    click.echo("Production")
+    _champion_line(_model_name(obj["train_config"]))
 
 
 if __name__ == "__main__":

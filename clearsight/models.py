@@ -104,3 +104,41 @@ def build_model(
     logits = tf.keras.layers.Dense(num_classes, name="logits")(x)
     outputs = tf.keras.layers.Softmax(name="probabilities")(logits)
     return tf.keras.Model(inputs, outputs, name=f"clearsight_{arch.value}")
+
+
+TEMPERATURE_LAYER = "temperature"
+LOGITS_LAYER = "logits"
+
+
+def logits_model(model: tf.keras.Model) -> tf.keras.Model:
+    """A view of ``model`` that outputs its logits (shares the weights)."""
+    return tf.keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output)
+
+
+def embedding_model(model: tf.keras.Model) -> tf.keras.Model:
+    """A view of ``model`` that outputs its penultimate (embedding) layer."""
+    return tf.keras.Model(model.inputs, model.get_layer(EMBEDDING_LAYER).output)
+
+
+def with_temperature(model: tf.keras.Model, temperature: float) -> tf.keras.Model:
+    """Return the model with calibrated outputs: ``softmax(logits / temperature)``.
+
+    The temperature is stored in the model itself, as the scale (1 / T) of a
+    ``Rescaling`` layer named ``temperature``, so whoever loads the model gets
+    calibrated probabilities with no extra file.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = model.get_layer(LOGITS_LAYER).output
+    scaled = tf.keras.layers.Rescaling(1.0 / temperature, name=TEMPERATURE_LAYER)(logits)
+    outputs = tf.keras.layers.Softmax(name="calibrated_probabilities")(scaled)
+    return tf.keras.Model(model.inputs, outputs, name=model.name)
+
+
+def model_temperature(model: tf.keras.Model) -> float:
+    """The temperature a model was calibrated with (1.0 when it was not)."""
+    try:
+        layer = model.get_layer(TEMPERATURE_LAYER)
+    except ValueError:
+        return 1.0
+    return float(1.0 / layer.scale)

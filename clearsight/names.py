@@ -12,6 +12,7 @@ class PipelineName(StrEnum):
 
     INGEST = "ingest"
     TRAIN = "train"
+    PROMOTE = "promote"
 
 
 class ArtifactName(StrEnum):
@@ -22,10 +23,19 @@ class ArtifactName(StrEnum):
     SCAN_REPORT = "scan_report"
     INGESTION_REPORT = "ingestion_report"
     CATALOG_ENTRY = "catalog_entry"
+    TRAINED_MODEL = "trained_model"
     MODEL = "model"
+    CALIBRATION = "calibration"
+    REFERENCE_FEATURES = "reference_features"
+    CURRENT_FEATURES = "current_features"
+    DRIFT_FEATURES = "drift_features"
+    CHAMPION_FEATURES = "champion_features"
+    PROMOTION_DECISION = "promotion_decision"
     TEST_METRICS = "test_metrics"
     CONFUSION_MATRIX = "confusion_matrix"
     REGISTERED_MODEL = "registered_model"
 
 
 DEFAULT_MODEL_NAME = "image-classifier"
+CHAMPION_ALIAS = "champion"
+PREVIOUS_CHAMPION_ALIAS = "previous-champion"

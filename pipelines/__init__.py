@@ -1,6 +1,7 @@
 """ZenML pipelines: they only wire steps together."""
 
 from pipelines.ingest import ingest_pipeline
+from pipelines.promotion import promotion_pipeline
 from pipelines.training import training_pipeline
 
-__all__ = ["ingest_pipeline", "training_pipeline"]
+__all__ = ["ingest_pipeline", "promotion_pipeline", "training_pipeline"]

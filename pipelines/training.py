@@ -1,4 +1,4 @@
-"""The train pipeline: fit, evaluate and register a classifier."""
+"""The train pipeline: fit, calibrate, evaluate and register a classifier."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from zenml.client import Client
 
 from clearsight.config import TrainingParameters
 from clearsight.names import ArtifactName, PipelineName
-from steps.training import evaluate_model, register_model, train_model
+from steps.training import calibrate_model, evaluate_model, register_model, train_model
 
 
 @pipeline(name=PipelineName.TRAIN)
@@ -15,13 +15,14 @@ def training_pipeline(
     hyperparameters: TrainingParameters | None = None,
     dataset_version: str | None = None,
 ) -> None:
-    """Train on a dataset version, evaluate on its test split, register the model.
+    """Train on a dataset version, calibrate, evaluate on its test split, register.
 
     Args:
         hyperparameters: How to train; defaults from ``TrainingParameters``.
         dataset_version: Version of the ``dataset`` artifact; the latest if empty.
     """
     dataset = Client().get_artifact_version(ArtifactName.DATASET, version=dataset_version)
-    model = train_model(dataset=dataset, hyperparameters=hyperparameters or TrainingParameters())
+    trained = train_model(dataset=dataset, hyperparameters=hyperparameters or TrainingParameters())
+    model, _ = calibrate_model(model=trained, dataset=dataset)
     test_metrics, _ = evaluate_model(model=model, dataset=dataset)
     register_model(model=model, dataset=dataset, test_metrics=test_metrics)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 
 def quiet_shutdown() -> None:
     """Keep interpreter exit free of a spurious OpenTelemetry traceback.
@@ -16,3 +18,18 @@ def quiet_shutdown() -> None:
     except ImportError:  # pragma: no cover - optional dependency of ZenML
         return
     LoggingHandler.flushOnClose = False
+
+
+def quiet_warnings() -> None:
+    """Silence a known-harmless warning that would bury the useful output.
+
+    Evidently computes feature correlations with ``numpy.corrcoef``, which
+    warns on constant columns (all images the same width, say); the result is
+    simply NaN for that pair.
+    """
+    warnings.filterwarnings(
+        "ignore",
+        message="invalid value encountered in divide",
+        category=RuntimeWarning,
+        module="numpy.lib.function_base",
+    )

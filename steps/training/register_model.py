@@ -15,6 +15,7 @@ from zenml.client import Client
 from zenml.model.utils import link_artifact_version_to_model_version
 
 from clearsight.dataset import DatasetManifest
+from clearsight.models import model_temperature
 from clearsight.names import ArtifactName
 from clearsight.preprocess import preprocess_batch
 from steps.training.data import read_bytes
@@ -60,7 +61,11 @@ def register_model(
         signature=signature,
         input_example=example.astype(np.float32),
         registered_model_name=name,
-        metadata={"classes": dataset.classes, "image_size": image_size},
+        metadata={
+            "classes": dataset.classes,
+            "image_size": image_size,
+            "temperature": model_temperature(model),
+        },
     )
     run_id = mlflow.active_run().info.run_id
     mlflow_client = mlflow.MlflowClient()
@@ -73,6 +78,7 @@ def register_model(
         "test_accuracy": f"{test_metrics['accuracy']:.4f}",
         "test_macro_f1": f"{test_metrics['macro_f1']:.4f}",
         "classes": ",".join(dataset.classes),
+        "temperature": f"{model_temperature(model):.4f}",
     }
     for key, value in tags.items():
         mlflow_client.set_model_version_tag(name, str(version), key, value)

@@ -35,7 +35,7 @@ class _EpochLogger(tf.keras.callbacks.Callback):
 
 @step(
     experiment_tracker=True,
-    output_materializers={ArtifactName.MODEL: KerasMaterializer},
+    output_materializers={ArtifactName.TRAINED_MODEL: KerasMaterializer},
     # A re-ingested dataset with the same content is a new artifact version with
     # the same content hash: compare content, not ids, so training is reused.
     cache_policy=CachePolicy(include_artifact_ids=False),
@@ -45,7 +45,7 @@ def train_model(
     hyperparameters: TrainingParameters,
 ) -> Annotated[
     tf.keras.Model,
-    ArtifactConfig(name=ArtifactName.MODEL, artifact_type=ArtifactType.MODEL),
+    ArtifactConfig(name=ArtifactName.TRAINED_MODEL, artifact_type=ArtifactType.MODEL),
 ]:
     """Train on the train split with early stopping on the val split.
 
@@ -55,7 +55,7 @@ def train_model(
             architecture, pretrained weights, patience, augmentation, seed.
 
     Returns:
-        The trained Keras model, outputting class probabilities.
+        The trained, uncalibrated Keras model, outputting class probabilities.
     """
     hp = hyperparameters
     sizes = dataset.split_sizes()
@@ -128,7 +128,7 @@ def train_model(
         "best_val_accuracy": float(history.history["val_accuracy"][best]),
     }
     mlflow.log_metrics(summary)
-    log_metadata(metadata=summary, artifact_name=ArtifactName.MODEL, infer_artifact=True)
+    log_metadata(metadata=summary, artifact_name=ArtifactName.TRAINED_MODEL, infer_artifact=True)
     logger.info(
         "Best epoch %d of %d: val_accuracy=%.4f",
         best + 1,

@@ -40,6 +40,8 @@ def test_default_run_trains_a_good_model_then_reuses_it(embedded_stack, digits_d
     assert accuracy >= 0.97, first.stdout  # the default config on the bundled digits
     assert re.search(r"fingerprint\s+[0-9a-f]{64}", first.stdout)
     assert "splits          train 1257, val 270, test 270; 10 classes" in first.stdout
+    assert re.search(r"gate            v\d+ promoted", first.stdout), first.stdout
+    assert re.search(r"champion        image-classifier v\d+ \(ZenML", first.stdout)
 
     second = run_py("--data-dir", str(digits_dir), env=cli_env)
     assert second.returncode == 0, second.stderr[-3000:]

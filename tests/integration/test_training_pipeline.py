@@ -11,6 +11,7 @@ from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 from clearsight.config import TrainingParameters
+from clearsight.models import model_temperature
 from clearsight.names import ArtifactName
 from clearsight.preprocess import preprocess_batch
 
@@ -34,7 +35,7 @@ def trained(embedded_stack, digits_dir, tmp_path_factory):
 def test_training_run_completes_and_its_artifacts_load(trained):
     ingest, train = trained
     assert train.status == ExecutionStatus.COMPLETED
-    model = train.steps["train_model"].outputs[ArtifactName.MODEL][0].load()
+    model = train.steps["calibrate_model"].outputs[ArtifactName.MODEL][0].load()
     dataset = ingest.steps["store_images"].outputs[ArtifactName.DATASET][0].load()
     assert model.output_shape == (None, len(dataset.classes))
     assert model.input_shape == (None, 32, 32, 3)
@@ -70,7 +71,7 @@ def test_mlflow_run_and_registered_model(trained):
     assert version.run_id == run.info.run_id
 
     # The registered MLflow model predicts what the ZenML model artifact predicts.
-    model = train.steps["train_model"].outputs[ArtifactName.MODEL][0].load()
+    model = train.steps["calibrate_model"].outputs[ArtifactName.MODEL][0].load()
     mlflow.set_tracking_uri(uri)
     served = mlflow.pyfunc.load_model(registered["model_uri"])
     record = dataset.split("test")[0]
@@ -93,5 +94,19 @@ def test_zenml_model_version_links_data_model_and_metrics(trained):
         a.id for a in Client().list_artifact_versions(model_version_id=version.id, size=100).items
     }
     assert dataset_artifact.id in linked
-    model_artifact = train.steps["train_model"].outputs[ArtifactName.MODEL][0]
+    model_artifact = train.steps["calibrate_model"].outputs[ArtifactName.MODEL][0]
     assert model_artifact.id in linked
+
+
+def test_calibration_is_stored_in_the_model_and_lowers_the_error(trained):
+    _, train = trained
+    calibration = train.steps["calibrate_model"].outputs[ArtifactName.CALIBRATION][0].load()
+    model = train.steps["calibrate_model"].outputs[ArtifactName.MODEL][0].load()
+    assert model_temperature(model) == pytest.approx(calibration["temperature"], rel=1e-5)
+    assert calibration["temperature"] != pytest.approx(1.0, abs=1e-3)
+    # A model trained for two epochs is badly calibrated; scaling must help, on the
+    # split it was fitted on and on the untouched test split.
+    assert calibration["val_ece_after"] < calibration["val_ece_before"]
+    assert calibration["test_ece_after"] < calibration["test_ece_before"]
+    trained_model = train.steps["train_model"].outputs[ArtifactName.TRAINED_MODEL][0].load()
+    assert model_temperature(trained_model) == 1.0

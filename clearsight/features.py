@@ -1,0 +1,118 @@
+"""Per-image numeric features, so that tabular tools (Evidently) can watch images.
+
+Each image becomes one row: pixel statistics (per-channel mean and standard
+deviation, brightness, contrast, sharpness as the variance of the Laplacian),
+geometry (width, height, aspect ratio), file size, a few principal components
+of the model's embedding (PCA fitted on the reference data), and the target,
+the predicted label and the confidence. Training-time checks use it now;
+production monitoring reuses it later.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy.ndimage import laplace
+from sklearn.decomposition import PCA
+
+PIXEL_COLUMNS = [
+    "mean_r",
+    "mean_g",
+    "mean_b",
+    "std_r",
+    "std_g",
+    "std_b",
+    "brightness",
+    "contrast",
+    "sharpness",
+    "width",
+    "height",
+    "aspect_ratio",
+    "file_size",
+]
+TARGET = "target"
+PREDICTION = "prediction"
+CONFIDENCE = "confidence"
+DEFAULT_EMBEDDING_COMPONENTS = 5
+
+
+def pixel_features(data: bytes) -> dict[str, float]:
+    """Pixel statistics of one encoded image, on a [0, 1] scale."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    luminance = rgb @ np.array([0.299, 0.587, 0.114])
+    means = rgb.mean(axis=(0, 1))
+    stds = rgb.std(axis=(0, 1))
+    return {
+        "mean_r": means[0],
+        "mean_g": means[1],
+        "mean_b": means[2],
+        "std_r": stds[0],
+        "std_g": stds[1],
+        "std_b": stds[2],
+        "brightness": float(luminance.mean()),
+        "contrast": float(luminance.std()),
+        "sharpness": float(laplace(luminance).var()),
+        "width": float(width),
+        "height": float(height),
+        "aspect_ratio": width / height,
+        "file_size": float(len(data)),
+    }
+
+
+def embedding_columns(components: int) -> list[str]:
+    """Names of the embedding principal-component columns."""
+    return [f"embedding_{i}" for i in range(components)]
+
+
+def fit_embedding_pca(embeddings: np.ndarray, components: int) -> PCA:
+    """Fit the PCA that reduces embeddings, on the reference data only."""
+    n = min(components, embeddings.shape[0], embeddings.shape[1])
+    return PCA(n_components=n, random_state=0).fit(embeddings)
+
+
+def feature_table(
+    images: Sequence[bytes],
+    targets: Sequence[int] | None,
+    probabilities: np.ndarray,
+    embeddings: np.ndarray,
+    pca: PCA,
+) -> pd.DataFrame:
+    """Assemble the feature rows of a set of images.
+
+    Args:
+        images: Encoded images.
+        targets: True label indices, or ``None`` for unlabelled data.
+        probabilities: The model's (calibrated) class probabilities, ``(n, k)``.
+        embeddings: The model's penultimate-layer output, ``(n, d)``.
+        pca: A PCA fitted on the reference embeddings.
+
+    Returns:
+        One row per image: pixel columns, ``embedding_i`` columns, and
+        ``prediction`` and ``confidence`` (and ``target`` when labelled).
+    """
+    rows = [pixel_features(data) for data in images]
+    table = pd.DataFrame(rows, columns=PIXEL_COLUMNS)
+    reduced = pca.transform(embeddings) if len(images) else np.zeros((0, pca.n_components_))
+    for i, column in enumerate(embedding_columns(pca.n_components_)):
+        table[column] = reduced[:, i]
+    if targets is not None:
+        table[TARGET] = np.asarray(targets, dtype=np.int64)
+    table[PREDICTION] = probabilities.argmax(axis=1).astype(np.int64)
+    table[CONFIDENCE] = probabilities.max(axis=1)
+    return table
+
+
+def numeric_feature_columns(table: pd.DataFrame) -> list[str]:
+    """The columns a drift check should compare (everything but labels)."""
+    return [c for c in table.columns if c not in (TARGET, PREDICTION)]
+
+
+def read_all(uris: Sequence[str], read_bytes: Callable[[str], bytes]) -> list[bytes]:
+    """Read many images through one reader."""
+    return [read_bytes(uri) for uri in uris]

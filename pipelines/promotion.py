@@ -1,0 +1,96 @@
+"""The promote pipeline: Evidently evidence, the gate, and its outcome."""
+
+from __future__ import annotations
+
+from zenml import Model, pipeline
+from zenml.integrations.evidently.steps import evidently_report_step, evidently_test_step
+
+from clearsight.features import DEFAULT_EMBEDDING_COMPONENTS
+from clearsight.gate import PromotionRules
+from clearsight.names import ArtifactName, PipelineName
+from steps.promotion import apply_decision, featurize, promotion_gate, score_champion
+from steps.promotion import evidently_config as ev
+
+
+@pipeline(name=PipelineName.PROMOTE)
+def promotion_pipeline(
+    model_name: str,
+    challenger_version: int,
+    champion_version: int | None = None,
+    current_data_dir: str | None = None,
+    embedding_components: int = DEFAULT_EMBEDDING_COMPONENTS,
+    rules: PromotionRules | None = None,
+) -> None:
+    """Judge a challenger against the champion and promote it if it passes.
+
+    ``run.py`` resolves the version numbers (the latest version and the one in
+    production) before the run, so the wiring below is fixed per run.
+
+    Args:
+        model_name: The ZenML model (also the MLflow registered model).
+        challenger_version: ZenML model version to judge.
+        champion_version: ZenML model version in production, if any.
+        current_data_dir: A labelled folder of new images for the drift check;
+            the challenger's test split when empty.
+        embedding_components: PCA components of the embedding used as features.
+        rules: The gate's thresholds.
+    """
+    rules = rules or PromotionRules()
+    challenger = Model(name=model_name, version=challenger_version)
+    dataset = challenger.get_artifact(ArtifactName.DATASET)
+    mapping = ev.column_mapping(embedding_components)
+
+    reference, current, drift = featurize(
+        model=challenger.get_artifact(ArtifactName.MODEL),
+        dataset=dataset,
+        current_data_dir=current_data_dir,
+        embedding_components=embedding_components,
+    )
+    drift_json, _ = evidently_report_step(
+        reference_dataset=reference,
+        comparison_dataset=drift,
+        column_mapping=mapping,
+        metrics=ev.drift_metrics(rules),
+        id="drift_report",
+    )
+    evidently_report_step(
+        reference_dataset=reference,
+        comparison_dataset=current,
+        column_mapping=mapping,
+        metrics=ev.quality_metrics(),
+        id="challenger_quality_report",
+    )
+    tests_json, _ = evidently_test_step(
+        reference_dataset=reference,
+        comparison_dataset=current,
+        column_mapping=mapping,
+        tests=ev.quality_tests(rules),
+        id="quality_tests",
+    )
+    champion_features = None
+    if champion_version is not None and champion_version != challenger_version:
+        champion = Model(name=model_name, version=champion_version)
+        champion_features = score_champion(
+            model=champion.get_artifact(ArtifactName.MODEL),
+            dataset=dataset,
+            current_features=current,
+        )
+        evidently_report_step(  # reference: the champion; current: the challenger
+            reference_dataset=champion_features,
+            comparison_dataset=current,
+            column_mapping=mapping,
+            metrics=ev.quality_metrics(),
+            id="champion_vs_challenger_report",
+        )
+    decision = promotion_gate(
+        current_features=current,
+        drift_report=drift_json,
+        test_report=tests_json,
+        calibration=challenger.get_artifact(ArtifactName.CALIBRATION),
+        dataset=dataset,
+        challenger_version=challenger_version,
+        champion_features=champion_features,
+        champion_version=champion_version,
+        rules=rules,
+    )
+    apply_decision(decision=decision, model_name=model_name)
