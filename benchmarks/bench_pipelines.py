@@ -6,8 +6,10 @@ Runs everything in a throw-away ZenML config so your own runs are untouched:
     python benchmarks/bench_pipelines.py --repeat 3 # ingestion timed 3 times
 
 Prints: ingestion images/s (validation + hashing, and storing by content),
-cold and warm `python run.py` wall time, training step wall time and the test
-accuracy the default configuration reaches (target: at least 0.97).
+cold and warm `python run.py` wall time (ingest, train, gate, promote),
+training step wall time, the test accuracy the default configuration reaches
+(target: at least 0.97), the promote pipeline's wall time and the wall time of
+`python run.py rollback` (target: under 30 s).
 """
 
 from __future__ import annotations
@@ -94,8 +96,17 @@ def main() -> None:
         train_s = (step.end_time - step.start_time).total_seconds()
         print(f"train: train_model step wall time {train_s:.1f} s (default config)")
         print(f"train: test accuracy {accuracy} (target >= 0.97)")
-        print(f"run.py cold (empty store, ingest + train): {cold_s:.1f} s")
+        print(f"run.py cold (empty store, ingest+train+promote): {cold_s:.1f} s")
         print(f"run.py warm (nothing changed, cached):     {warm_s:.1f} s")
+        promotions = (
+            Client()
+            .list_pipeline_runs(pipeline_name="promote", sort_by="asc:created", size=10)
+            .items
+        )
+        promote_s = (promotions[0].end_time - promotions[0].start_time).total_seconds()
+        print(f"promote pipeline (features, Evidently, gate): {promote_s:.1f} s")
+        rollback_s, rollback_out = timed_run("run.py", "rollback")
+        print(f"run.py rollback (whole command): {rollback_s:.1f} s -> {rollback_out.strip()}")
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
 

@@ -7,7 +7,13 @@ from zenml.client import Client
 
 from clearsight.config import TrainingParameters
 from clearsight.names import ArtifactName, PipelineName
-from steps.training import calibrate_model, evaluate_model, register_model, train_model
+from steps.training import (
+    calibrate_model,
+    evaluate_model,
+    link_dataset,
+    register_model,
+    train_model,
+)
 
 
 @pipeline(name=PipelineName.TRAIN)
@@ -22,6 +28,7 @@ def training_pipeline(
         dataset_version: Version of the ``dataset`` artifact; the latest if empty.
     """
     dataset = Client().get_artifact_version(ArtifactName.DATASET, version=dataset_version)
+    link_dataset(dataset=dataset)
     trained = train_model(dataset=dataset, hyperparameters=hyperparameters or TrainingParameters())
     model, _ = calibrate_model(model=trained, dataset=dataset)
     test_metrics, _ = evaluate_model(model=model, dataset=dataset)

@@ -11,8 +11,6 @@ import numpy as np
 import tensorflow as tf
 from mlflow.models import infer_signature
 from zenml import get_step_context, log_metadata, step
-from zenml.client import Client
-from zenml.model.utils import link_artifact_version_to_model_version
 
 from clearsight.dataset import DatasetManifest
 from clearsight.models import model_temperature
@@ -35,7 +33,7 @@ def register_model(
     The MLflow model carries a signature and an input example (one real,
     preprocessed test image). The registered version is tagged with the
     dataset fingerprint and the ZenML model version, and the ZenML model
-    version gets the MLflow coordinates and the dataset artifact as a link.
+    version gets the MLflow coordinates as metadata.
 
     Args:
         model: The trained classifier.
@@ -96,8 +94,5 @@ def register_model(
         metadata={k: v for k, v in registered.items() if k != "classes"},
         infer_model=True,
     )
-    # Lineage in the model control plane: this version was trained on this dataset.
-    dataset_artifact = Client().get_artifact_version(context.inputs["dataset"][0].id)
-    link_artifact_version_to_model_version(dataset_artifact, context.model_version)
     logger.info("Registered %s version %s (MLflow run %s).", name, version, run_id)
     return registered

@@ -47,7 +47,10 @@ def test_default_run_trains_a_good_model_then_reuses_it(embedded_stack, digits_d
     assert second.returncode == 0, second.stderr[-3000:]
     assert "0 uploaded, 1797 already stored" in second.stdout
     last_train = Client().get_pipeline("train").last_run
-    assert {s.status for s in last_train.steps.values()} == {ExecutionStatus.CACHED}
+    statuses = {name: step.status for name, step in last_train.steps.items()}
+    assert statuses.pop("link_dataset") == ExecutionStatus.COMPLETED  # never cached
+    assert set(statuses.values()) == {ExecutionStatus.CACHED}, statuses
+    assert re.search(r"gate            v\d+ promoted", second.stdout), second.stdout
 
 
 def test_missing_data_folder_names_the_fix(embedded_stack, tmp_path, cli_env):
