@@ -40,6 +40,7 @@ $(DEPS_STAMP): $(PY) pyproject.toml constraints.txt
 
 $(STATE)/.zenml-ready: $(DEPS_STAMP) stack/register.py
 	@mkdir -p $(STATE)
+	@[ -d .zen ] || $(VENV)/bin/zenml init >/dev/null 2>&1  # source root = this folder
 	@$(PY) -m stack.register
 	@touch $@
 
@@ -49,6 +50,7 @@ data: $(DEPS_STAMP) ## Write the bundled sample dataset (UCI digits as PNG) to d
 	@$(PY) -m clearsight.sample_data $(DATA_DIR)
 
 stack: $(DEPS_STAMP) ## (Re-)register and activate the embedded stack
+	@[ -d .zen ] || $(VENV)/bin/zenml init >/dev/null 2>&1
 	@$(PY) -m stack.register
 
 run: setup ## Set up, then ingest the sample data and train (python run.py)

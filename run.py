@@ -132,7 +132,13 @@ def _run_train(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
     return training_pipeline.with_options(**options)()
 
 
-def _summary(ingest_run: Any, train_run: Any, promote_run: Any, model_name: str) -> None:
+def _summary(
+    ingest_run: Any,
+    train_run: Any,
+    promote_run: Any,
+    model_name: str,
+    deploy_run: Any = None,
+) -> None:
     from zenml.client import Client
     from zenml.utils.dashboard_utils import get_run_url
 
@@ -140,7 +146,7 @@ def _summary(ingest_run: Any, train_run: Any, promote_run: Any, model_name: str)
     click.echo("")
     click.secho("Summary", bold=True)
     click.echo(f"  stack           {client.active_stack_model.name}")
-    for run in (ingest_run, train_run, promote_run):
+    for run in (ingest_run, train_run, promote_run, deploy_run):
         if run is None:
             continue
         run = client.get_pipeline_run(run.id)
@@ -196,6 +202,8 @@ def _summary(ingest_run: Any, train_run: Any, promote_run: Any, model_name: str)
         _decision_summary(promote_run)
     if train_run is not None or promote_run is not None:
         _champion_line(model_name)
+    if deploy_run is not None:
+        _deployment_summary(deploy_run)
     click.echo("")
     click.echo("Next:")
     click.echo("  make dashboard            # ZenML dashboard: runs, artifacts, lineage")
@@ -279,6 +287,58 @@ def _champion_line(model_name: str) -> None:
         )
 
 
+def _run_deploy(config: Path, model_name: str) -> Any:
+    from zenml.client import Client
+
+    from pipelines import deployment_pipeline
+
+    if Client().active_stack.model_deployer is None:
+        raise PreconditionError(
+            f"The active stack '{Client().active_stack_model.name}' has no model deployer.\n"
+            "  Fix: python -m stack.register   (the embedded stack has the local Seldon one)"
+        )
+    return deployment_pipeline.with_options(
+        config_path=str(config), parameters={"model_name": model_name}
+    )()
+
+
+def _deployment_summary(deploy_run: Any) -> None:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(deploy_run.id)
+    deployment = run.steps["deploy_champion"].outputs["deployment"][0].load()
+    smoke = run.steps["smoke_test"].outputs["smoke_test"][0].load()
+    answer = smoke["answer"]
+    changed = "deployed" if deployment["changed"] else "already serving"
+    click.echo(
+        f"  endpoint        {deployment['prediction_url']}  "
+        f"({changed} MLflow v{deployment['registered_version']})"
+    )
+    click.echo(
+        f"  smoke test      true {smoke['true_label']} -> predicted {answer['label']} "
+        f"(confidence {answer['confidence']:.3f}{', uncertain' if answer['uncertain'] else ''})"
+    )
+    click.echo("  try it          " + _curl(deployment["prediction_url"], smoke.get("image_path")))
+
+
+def _curl(url: str, image: str | None) -> str:
+    image = image or "path/to/image.png"
+    return (
+        f"curl -s -X POST -H 'Content-Type: application/json' "
+        f'-d "{{\\"binData\\": \\"$(base64 -w0 {image})\\"}}" {url}'
+    )
+
+
+def _endpoint_service(model_name: str) -> Any:
+    from zenml.client import Client
+
+    deployer = Client().active_stack.model_deployer
+    if deployer is None or not hasattr(deployer, "servers_for"):
+        return None
+    running = [s for s in deployer.servers_for(model_name) if s.is_running]
+    return running[0] if running else None
+
+
 EXAMPLES = (
     "Examples:\n\n"
     "\b\n"
@@ -289,7 +349,9 @@ EXAMPLES = (
     "  python run.py promote --model-version 3\n"
     "  python run.py promote --current-data-dir ~/data/new-batch\n"
     "  python run.py rollback\n"
-    "  python run.py champion"
+    "  python run.py champion\n"
+    "  python run.py deploy\n"
+    "  python run.py endpoint"
 )
 
 
@@ -328,6 +390,13 @@ EXAMPLES = (
     help="Train pipeline configuration (also names the model).",
 )
 @click.option(
+    "--deploy-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=CONFIGS / "deploy.yaml",
+    show_default=True,
+    help="Deployment configuration.",
+)
+@click.option(
     "--promote-config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=CONFIGS / "promote.yaml",
@@ -357,11 +426,16 @@ def main(
     no_cache: bool,
     ingest_config: Path,
     train_config: Path,
+    deploy_config: Path,
     promote_config: Path,
     **hyperparameters: Any,
 ) -> None:
     """Ingest labelled images, train a classifier, and promote it if it beats the champion."""
-    ctx.obj = {"train_config": train_config, "promote_config": promote_config}
+    ctx.obj = {
+        "train_config": train_config,
+        "promote_config": promote_config,
+        "deploy_config": deploy_config,
+    }
     if ctx.invoked_subcommand is not None:
         return
     overrides = {k: v for k, v in hyperparameters.items() if v is not None}
@@ -386,7 +460,16 @@ def main(
 
         number = Client().get_pipeline_run(train_run.id).model_version.number
         promote_run = _run_promote(promote_config, _model_name(train_config), rules, number)
-    _summary(ingest_run, train_run, promote_run, _model_name(train_config))
+    deploy_run = None
+    if promote and _has_champion(_model_name(train_config)):
+        deploy_run = _run_deploy(deploy_config, _model_name(train_config))
+    _summary(ingest_run, train_run, promote_run, _model_name(train_config), deploy_run)
+
+
+def _has_champion(model_name: str) -> bool:
+    from steps.promotion.champion import current_champion
+
+    return current_champion(model_name) is not None
 
 
 @main.command()
@@ -430,6 +513,9 @@ def rollback(obj: dict[str, Any]) -> None:
         f"Rolled back in {time.perf_counter() - start:.1f} s: champion is now {name} "
         f"v{champion.zenml_version} (MLflow v{champion.registered_version})."
     )
+    if _endpoint_service(name) is not None:
+        click.echo("Redeploying the endpoint with the restored champion ...")
+        _summary(None, None, None, name, _run_deploy(obj["deploy_config"], name))
 
 
 @main.command()
@@ -439,6 +525,29 @@ def champion(obj: dict[str, Any]) -> None:
     _check_stack(needs_tracker=False)
     click.echo("Production")
     _champion_line(_model_name(obj["train_config"]))
+
+
+@main.command()
+@click.pass_obj
+def deploy(obj: dict[str, Any]) -> None:
+    """Serve the champion (new server first, old one stopped after) and smoke-test it."""
+    _check_stack(needs_tracker=True)
+    name = _model_name(obj["train_config"])
+    if not _has_champion(name):
+        raise PreconditionError(f"{name} has no champion yet. Fix: python run.py")
+    _summary(None, None, None, name, _run_deploy(obj["deploy_config"], name))
+
+
+@main.command()
+@click.pass_obj
+def endpoint(obj: dict[str, Any]) -> None:
+    """Print the prediction URL of the served champion (and a curl to try it)."""
+    name = _model_name(obj["train_config"])
+    service = _endpoint_service(name)
+    if service is None:
+        raise PreconditionError(f"No endpoint is serving {name}. Fix: python run.py deploy")
+    click.echo(service.prediction_url)
+    click.echo(_curl(service.prediction_url, None), err=True)
 
 
 if __name__ == "__main__":

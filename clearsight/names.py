@@ -13,6 +13,7 @@ class PipelineName(StrEnum):
     INGEST = "ingest"
     TRAIN = "train"
     PROMOTE = "promote"
+    DEPLOY = "deploy"
 
 
 class ArtifactName(StrEnum):

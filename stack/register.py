@@ -7,9 +7,11 @@ Usage::
 
 The embedded stack needs no server: the local orchestrator, the local artifact
 store (inside ZENML_CONFIG_PATH), an MLflow experiment tracker and model
-registry backed by a SQLite file in that artifact store, and an Evidently data
-validator. Later stacks (production) are added here, their endpoints and
-credentials read from environment variables or ZenML secrets.
+registry backed by a SQLite file in that artifact store, an Evidently data
+validator, and the local Seldon model deployer (our ``local_seldon`` flavor:
+the seldon-core microservice as a local daemon). Later stacks (production)
+are added here, their endpoints and credentials read from environment
+variables or ZenML secrets.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from zenml.client import Client
@@ -39,13 +42,39 @@ class ComponentSpec:
     configuration: dict[str, Any] = field(default_factory=dict)
 
 
+FLAVORS = (
+    (
+        "local_seldon",
+        "stack.seldon.flavor.LocalSeldonModelDeployerFlavor",
+        StackComponentType.MODEL_DEPLOYER,
+    ),
+)
+SOURCE_ROOT = str(Path(__file__).resolve().parents[1])
+
 EMBEDDED_COMPONENTS = (
     ComponentSpec("default", "local", StackComponentType.ORCHESTRATOR),
     ComponentSpec("default", "local", StackComponentType.ARTIFACT_STORE),
     ComponentSpec("mlflow_tracker", "mlflow", StackComponentType.EXPERIMENT_TRACKER),
     ComponentSpec("mlflow_registry", "mlflow", StackComponentType.MODEL_REGISTRY),
     ComponentSpec("evidently", "evidently", StackComponentType.DATA_VALIDATOR),
+    ComponentSpec("seldon_local", "local_seldon", StackComponentType.MODEL_DEPLOYER),
 )
+
+
+def ensure_flavors(client: Client) -> None:
+    """Register the project's own flavors (re-registering is a no-op)."""
+    for name, source, component_type in FLAVORS:
+        known = client.list_flavors(name=name, type=component_type.value).items
+        if not known:
+            client.create_flavor(source=source, component_type=component_type)
+            logger.info("flavor %s registered", name)
+        elif all(f.source != source for f in known):
+            raise RuntimeError(
+                f"Flavor {name!r} is registered from {known[0].source}, not {source}. "
+                "Delete the components using it, then: zenml "
+                f"{component_type.value.replace('_', '-')} flavor delete {name}; "
+                "and run python -m stack.register again."
+            )
 
 
 def ensure_component(client: Client, spec: ComponentSpec) -> str:
@@ -97,7 +126,13 @@ def ensure_stack(client: Client, name: str, components: tuple[ComponentSpec, ...
 
 def register_embedded(activate: bool = True) -> None:
     """Register the embedded default stack and optionally make it active."""
+    from zenml.utils import source_utils
+
+    # Flavor and step sources are module paths relative to the repository root,
+    # whichever script or folder this is run from.
+    source_utils.set_custom_source_root(SOURCE_ROOT)
     client = Client()
+    ensure_flavors(client)
     outcome = ensure_stack(client, EMBEDDED_STACK, EMBEDDED_COMPONENTS)
     logger.info("Stack %s: %s", EMBEDDED_STACK, outcome)
     if activate and client.active_stack_model.name != EMBEDDED_STACK:

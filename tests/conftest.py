@@ -9,6 +9,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_STATE = Path(tempfile.mkdtemp(prefix="clearsight-tests-"))
 
 os.environ["ZENML_CONFIG_PATH"] = str(TEST_STATE / "zenml")
+# No ZenML repository for the tests: the checkout's .zen (and the stack it has
+# active) belongs to the user's own state, not to the throw-away one.
+(TEST_STATE / "no-repository").mkdir()
+os.environ["ZENML_REPOSITORY_PATH"] = str(TEST_STATE / "no-repository")
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ["ZENML_LOGGING_COLORS_DISABLED"] = "true"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"

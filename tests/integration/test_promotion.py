@@ -158,3 +158,51 @@ def test_drift_is_detected_on_a_shifted_batch_only(ingested, digits_dir, tmp_pat
     assert shifted.drift_share > 0.5, shifted.reasons
     assert not shifted.promote
     assert any("data drift" in r for r in shifted.reasons)
+
+
+def deploy():
+    from pipelines import deployment_pipeline
+
+    run = deployment_pipeline.with_options(config_path="configs/deploy.yaml")(model_name=MODEL)
+    run = Client().get_pipeline_run(run.id)
+    return run.steps["deploy_champion"].outputs["deployment"][0].load()
+
+
+def test_deploy_serves_the_champion_and_swaps_servers_without_orphans(ingested, digits_dir):
+    import base64
+
+    import psutil
+    import requests
+
+    deployer = Client().active_stack.model_deployer
+    champion = current_champion(MODEL)
+    try:
+        first = deploy()
+        assert first["changed"] and first["registered_version"] == champion.registered_version
+        again = deploy()
+        assert not again["changed"] and again["prediction_url"] == first["prediction_url"]
+        (old,) = deployer.servers_for(MODEL)
+        old_pids = [old.status.pid, *(p.pid for p in psutil.Process(old.status.pid).children(True))]
+
+        # A new champion: the new server starts healthy first, then the old one goes.
+        restored = rollback(MODEL)
+        assert restored.registered_version != champion.registered_version
+        swapped = deploy()
+        assert swapped["changed"] and swapped["registered_version"] == restored.registered_version
+        (new,) = deployer.servers_for(MODEL)
+        assert new.uuid != old.uuid
+        assert not any(psutil.pid_exists(pid) for pid in old_pids)
+
+        image = sorted((digits_dir / "test").rglob("*.png"))[0].read_bytes()
+        response = requests.post(
+            swapped["prediction_url"],
+            json={"binData": base64.b64encode(image).decode()},
+            timeout=30,
+        )
+        assert response.status_code == 200
+        assert response.json()["meta"]["tags"]["registered_version"] == restored.registered_version
+        assert new.config.registered_version == restored.registered_version
+    finally:
+        for service in deployer.servers_for(MODEL):
+            deployer.delete_model_server(service.uuid, force=True)
+    assert not deployer.servers_for(MODEL)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
 import sys
 
 import pytest
+import requests
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
@@ -29,7 +31,10 @@ def run_py(*args: str, env: dict[str, str] | None = None, timeout: int = 900):
 
 @pytest.fixture()
 def cli_env(tmp_path):
-    return {"CLEARSIGHT_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.db'}"}
+    yield {"CLEARSIGHT_CATALOG_URL": f"sqlite:///{tmp_path / 'catalog.db'}"}
+    deployer = Client().active_stack.model_deployer
+    for service in deployer.servers_for("image-classifier"):
+        deployer.delete_model_server(service.uuid, force=True)
 
 
 def test_default_run_trains_a_good_model_then_reuses_it(embedded_stack, digits_dir, cli_env):
@@ -51,6 +56,16 @@ def test_default_run_trains_a_good_model_then_reuses_it(embedded_stack, digits_d
     assert statuses.pop("link_dataset") == ExecutionStatus.COMPLETED  # never cached
     assert set(statuses.values()) == {ExecutionStatus.CACHED}, statuses
     assert re.search(r"gate            v\d+ promoted", second.stdout), second.stdout
+    assert "(deployed MLflow v1)" in first.stdout and "(already serving MLflow v1)" in second.stdout
+    assert "smoke test      true" in first.stdout and "curl -s -X POST" in first.stdout
+
+    url = run_py("endpoint", env=cli_env)
+    assert url.returncode == 0 and url.stdout.strip().endswith("/api/v1.0/predictions")
+    image = sorted((digits_dir / "test" / "3").glob("*.png"))[0].read_bytes()
+    answer = requests.post(
+        url.stdout.strip(), json={"binData": base64.b64encode(image).decode()}, timeout=30
+    )
+    assert answer.status_code == 200 and answer.json()["jsonData"]["predictions"][0]["label"] == "3"
 
 
 def test_missing_data_folder_names_the_fix(embedded_stack, tmp_path, cli_env):

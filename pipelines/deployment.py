@@ -1,0 +1,36 @@
+"""The deploy pipeline: serve the champion, then send it one real image."""
+
+from __future__ import annotations
+
+from zenml import pipeline
+from zenml.client import Client
+
+from clearsight.names import ArtifactName, PipelineName
+from steps.deployment import deploy_champion, smoke_test
+
+
+@pipeline(name=PipelineName.DEPLOY)
+def deployment_pipeline(
+    model_name: str,
+    workers: int = 1,
+    uncertain_threshold: float = 0.7,
+    top_k: int = 3,
+    max_batch: int = 64,
+) -> None:
+    """Deploy the model the MLflow alias ``champion`` names, and smoke-test it.
+
+    Args:
+        model_name: The registered model.
+        workers: gunicorn workers of the microservice.
+        uncertain_threshold: Confidence below which answers are flagged uncertain.
+        top_k: Classes listed per answer.
+        max_batch: Largest accepted batch.
+    """
+    deployment = deploy_champion(
+        model_name=model_name,
+        workers=workers,
+        uncertain_threshold=uncertain_threshold,
+        top_k=top_k,
+        max_batch=max_batch,
+    )
+    smoke_test(deployment=deployment, dataset=Client().get_artifact_version(ArtifactName.DATASET))

@@ -1,0 +1,1 @@
+"""A ZenML model-deployer flavor that runs the seldon-core microservice locally."""
