@@ -19,7 +19,7 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving prometheus clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,7 +56,14 @@ stack: $(DEPS_STAMP) ## (Re-)register and activate the embedded stack
 run: setup ## Set up, then ingest the sample data and train (python run.py)
 	@$(PY) run.py $(ARGS)
 
-test: setup lint ## Set up, check formatting and lint, then run the whole test-suite
+prometheus: ## Install Debian's prometheus package if missing (the endpoint tests start it)
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "Installing Debian's prometheus package (used by the endpoint tests)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  $$SUDO apt-get install -y -qq prometheus >/dev/null 2>&1; }
+
+test: setup lint prometheus ## Set up, check formatting and lint, then run the whole test-suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237)
@@ -71,8 +78,11 @@ mlflow-ui: setup ## Open the MLflow UI on the embedded stack's tracking store (h
 	  echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) for $$URI" && \
 	  $(VENV)/bin/mlflow ui --backend-store-uri "$$URI" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: setup ## Print ingestion, training and run.py timings (benchmarks/)
+bench: setup ## Print ingestion, training, promotion, rollback and run.py timings (benchmarks/)
 	@$(PY) benchmarks/bench_pipelines.py
+
+bench-serving: setup ## Benchmark the Seldon endpoint against mlflow models serve
+	@$(PY) benchmarks/bench_serving.py
 
 lint: $(DEPS_STAMP) ## Check formatting and lint with ruff
 	@$(VENV)/bin/ruff format --check .

@@ -190,3 +190,67 @@ def test_health_metadata_and_custom_metrics(endpoint, digits_dir):
         "clearsight_requests_total",
     ):
         assert name in text, name
+
+
+SHIPPED = ROOT / "stack" / "prometheus"
+
+
+def test_shipped_prometheus_config_and_alert_rules_are_valid():
+    for args in (
+        ["check", "config", str(SHIPPED / "prometheus.yml")],
+        ["check", "rules", str(SHIPPED / "alerts.yml")],
+    ):
+        result = subprocess.run(["promtool", *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    rules = (SHIPPED / "alerts.yml").read_text()
+    for alert in (
+        "ClearsightEndpointDown",
+        "ClearsightLatencyHigh",
+        "ClearsightUncertainShareHigh",
+    ):
+        assert alert in rules
+
+
+def test_real_prometheus_scrapes_our_metrics(endpoint, digits_dir, tmp_path):
+    import yaml
+
+    base, metrics = endpoint
+    post(base, {"jsonData": {"images": [b64(i) for i in sample_images(digits_dir)]}})
+    config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    config["global"]["evaluation_interval"] = "1s"
+    config["scrape_configs"][0]["static_configs"][0]["targets"] = [metrics.removeprefix("http://")]
+    config["rule_files"] = [str(SHIPPED / "alerts.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        query = f"http://127.0.0.1:{port}/api/v1/query"
+        deadline = time.monotonic() + 60
+        result = []
+        while time.monotonic() < deadline and not result:
+            time.sleep(1)
+            try:
+                answer = requests.get(
+                    query, params={"query": "sum(clearsight_predictions_total)"}, timeout=2
+                ).json()
+            except requests.RequestException:
+                continue
+            result = answer.get("data", {}).get("result", [])
+        assert result, "Prometheus never returned clearsight_predictions_total"
+        assert float(result[0]["value"][1]) >= 6  # the six images sent above
+        rules = requests.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()
+        names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+        assert "ClearsightEndpointDown" in names
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
