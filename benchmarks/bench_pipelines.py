@@ -106,8 +106,16 @@ def main() -> None:
         promote_s = (promotions[0].end_time - promotions[0].start_time).total_seconds()
         print(f"promote pipeline (features, Evidently, gate): {promote_s:.1f} s")
         rollback_s, rollback_out = timed_run("run.py", "rollback")
-        print(f"run.py rollback (whole command): {rollback_s:.1f} s -> {rollback_out.strip()}")
+        rolled = [line for line in rollback_out.splitlines() if line.startswith("Rolled back")]
+        print(f"run.py rollback (whole command, incl. redeploy check): {rollback_s:.1f} s")
+        print("  " + (rolled[0] if rolled else rollback_out.strip()[-200:]))
     finally:
+        from zenml.client import Client
+
+        deployer = Client().active_stack.model_deployer
+        if deployer is not None and hasattr(deployer, "servers_for"):
+            for service in deployer.servers_for("image-classifier"):
+                deployer.delete_model_server(service.uuid, force=True)
         shutil.rmtree(WORK, ignore_errors=True)
 
 
