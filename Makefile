@@ -19,7 +19,7 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving prometheus clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving prometheus serve-stop clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -92,7 +92,10 @@ format: $(DEPS_STAMP) ## Format and auto-fix with ruff
 	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
 
-clean: ## Remove ZenML state, catalog and sample data (keeps the venv)
+serve-stop: ## Stop and delete every local Seldon prediction server of this project
+	@[ ! -x $(PY) ] || [ ! -d $(STATE)/zenml ] || $(PY) -m stack.serve_stop
+
+clean: serve-stop ## Stop the servers, remove ZenML state, catalog and sample data (keeps the venv)
 	rm -rf $(STATE) .zen data
 
 distclean: clean ## Also remove the virtualenv
