@@ -145,6 +145,7 @@ def main() -> None:
     from clearsight.preprocess import make_dataset, preprocess_batch
     from clearsight.sample_data import write_digits
     from clearsight.serving import ServingConfig, export_model_dir
+    from stack.seldon.service import microservice_command
 
     work = Path(tempfile.mkdtemp(prefix="clearsight-serving-bench-"))
     try:
@@ -183,20 +184,7 @@ def main() -> None:
         http = free_port()
         env = {**os.environ, "CLEARSIGHT_MODEL_DIR": str(folder), "PYTHONPATH": str(ROOT)}
         seldon = Server(
-            [
-                str(BIN / "seldon-core-microservice"),
-                "clearsight.seldon_model.ImageClassifier",
-                "--service-type",
-                "MODEL",
-                "--http-port",
-                str(http),
-                "--grpc-port",
-                str(free_port()),
-                "--metrics-port",
-                str(free_port()),
-                "--workers",
-                "1",
-            ],
+            microservice_command(http, free_port(), free_port(), workers=1),
             env,
             f"http://127.0.0.1:{http}/health/ping",
         )

@@ -31,6 +31,27 @@ MODEL_CLASS = "clearsight.seldon_model.ImageClassifier"
 SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
+def microservice_command(http_port: int, grpc_port: int, metrics_port: int, workers: int = 1):
+    """The seldon-core-microservice command line that serves our model class."""
+    executable = Path(sys.executable).parent / "seldon-core-microservice"
+    if not executable.exists():
+        executable = Path(shutil.which("seldon-core-microservice") or executable)
+    return [
+        str(executable),
+        MODEL_CLASS,
+        "--service-type",
+        "MODEL",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--workers",
+        str(workers),
+    ]
+
+
 class LocalSeldonEndpoint(LocalDaemonServiceEndpoint):
     """The HTTP endpoint of a local seldon-core microservice."""
 
@@ -131,9 +152,6 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
         metrics = self.config.metrics_port or scan_for_available_port(
             start=port + 2000, stop=port + 3000
         )
-        executable = str(Path(sys.executable).parent / "seldon-core-microservice")
-        if not Path(executable).exists():
-            executable = shutil.which("seldon-core-microservice") or executable
         env = {
             **os.environ,
             "CLEARSIGHT_MODEL_DIR": self.config.model_dir,
@@ -142,20 +160,7 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
             ),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
-        argv = [
-            executable,
-            MODEL_CLASS,
-            "--service-type",
-            "MODEL",
-            "--http-port",
-            str(port),
-            "--grpc-port",
-            str(grpc),
-            "--metrics-port",
-            str(metrics),
-            "--workers",
-            str(self.config.workers),
-        ]
+        argv = microservice_command(port, grpc, metrics, self.config.workers)
         logger.info("Starting seldon-core microservice: %s", " ".join(argv))
         child = subprocess.Popen(argv, env=env, cwd=SOURCE_ROOT)
 

@@ -8,9 +8,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from PIL import Image
 from clearsight.models import build_model, with_temperature
 from clearsight.preprocess import preprocess_batch
 from clearsight.serving import ServingConfig, export_model_dir
+from stack.seldon.service import microservice_command
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -60,20 +59,7 @@ def endpoint(model_dir):
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "seldon-core-microservice"),
-            "clearsight.seldon_model.ImageClassifier",
-            "--service-type",
-            "MODEL",
-            "--http-port",
-            str(http),
-            "--grpc-port",
-            str(grpc),
-            "--metrics-port",
-            str(metrics),
-            "--workers",
-            "1",
-        ],
+        microservice_command(http, grpc, metrics, workers=1),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
