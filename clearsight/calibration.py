@@ -33,6 +33,14 @@ def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:
     return float(np.exp(result.x))
 
 
+def negative_log_likelihood(probabilities: np.ndarray, labels: Sequence[int]) -> float:
+    """Mean -log p(true label): the quantity temperature scaling minimises."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    picked = np.clip(probabilities[np.arange(len(y)), y], 1e-12, 1.0)
+    return float(-np.log(picked).mean())
+
+
 def expected_calibration_error(
     probabilities: np.ndarray, labels: Sequence[int], bins: int = DEFAULT_BINS
 ) -> float:

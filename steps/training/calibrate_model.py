@@ -17,6 +17,7 @@ from clearsight.calibration import (
     calibrated_probabilities,
     expected_calibration_error,
     fit_temperature,
+    negative_log_likelihood,
 )
 from clearsight.dataset import DatasetManifest
 from clearsight.models import logits_model, with_temperature
@@ -49,7 +50,8 @@ def calibrate_model(
 
     The temperature is fitted on the validation split and the expected
     calibration error is reported before and after on both the validation
-    and the (untouched) test split.
+    and the (untouched) test split, with the negative log-likelihood that
+    the fit minimises.
 
     Args:
         model: The trained model.
@@ -67,12 +69,10 @@ def calibrate_model(
         ("val", val_logits, val_labels),
         ("test", test_logits, test_labels),
     ):
-        figures[f"{split}_ece_before"] = expected_calibration_error(
-            calibrated_probabilities(logits, 1.0), labels
-        )
-        figures[f"{split}_ece_after"] = expected_calibration_error(
-            calibrated_probabilities(logits, temperature), labels
-        )
+        for when, t in (("before", 1.0), ("after", temperature)):
+            probabilities = calibrated_probabilities(logits, t)
+            figures[f"{split}_ece_{when}"] = expected_calibration_error(probabilities, labels)
+            figures[f"{split}_nll_{when}"] = negative_log_likelihood(probabilities, labels)
     mlflow.log_metrics(figures)
     log_metadata(metadata=figures, infer_model=True)
     logger.info(

@@ -104,10 +104,12 @@ def test_calibration_is_stored_in_the_model_and_lowers_the_error(trained):
     model = train.steps["calibrate_model"].outputs[ArtifactName.MODEL][0].load()
     assert model_temperature(model) == pytest.approx(calibration["temperature"], rel=1e-5)
     assert calibration["temperature"] != pytest.approx(1.0, abs=1e-3)
-    # A model trained for two epochs is badly calibrated; scaling must help on the
-    # split it was fitted on. On the 270-image test split the ECE estimate is noisy
-    # (about +-0.02), so there it must at least not get worse beyond that noise.
-    assert calibration["val_ece_after"] < calibration["val_ece_before"]
-    assert calibration["test_ece_after"] <= calibration["test_ece_before"] + 0.02
+    # Temperature scaling minimises the NLL on the validation split, so that must
+    # drop there. ECE is not what it optimises and its 15-bin estimate on ~270
+    # images moves by about +-0.02 (CI once saw 0.102 -> 0.108 on val), so ECE
+    # must only not get worse beyond that noise.
+    assert calibration["val_nll_after"] < calibration["val_nll_before"]
+    for split in ("val", "test"):
+        assert calibration[f"{split}_ece_after"] <= calibration[f"{split}_ece_before"] + 0.02
     trained_model = train.steps["train_model"].outputs[ArtifactName.TRAINED_MODEL][0].load()
     assert model_temperature(trained_model) == 1.0

@@ -8,6 +8,7 @@ from clearsight.calibration import (
     calibrated_probabilities,
     expected_calibration_error,
     fit_temperature,
+    negative_log_likelihood,
 )
 from clearsight.features import PIXEL_COLUMNS, feature_table, fit_embedding_pca, pixel_features
 from clearsight.gate import ModelScore, PromotionRules, decide
@@ -92,6 +93,16 @@ def test_temperature_is_recovered_and_calibration_improves():
     before = expected_calibration_error(softmax(logits, axis=1), labels)
     after = expected_calibration_error(calibrated_probabilities(logits, fitted), labels)
     assert after < before / 2
+    assert negative_log_likelihood(
+        calibrated_probabilities(logits, fitted), labels
+    ) < negative_log_likelihood(softmax(logits, axis=1), labels)
+
+
+def test_negative_log_likelihood_of_known_probabilities():
+    probabilities = np.array([[0.5, 0.5], [0.25, 0.75]])
+    assert negative_log_likelihood(probabilities, [0, 1]) == pytest.approx(
+        -(np.log(0.5) + np.log(0.75)) / 2
+    )
 
 
 def test_ece_of_a_perfectly_confident_correct_model_is_zero():
