@@ -11,7 +11,10 @@ STATE       := .state
 DATA_DIR    := data/digits
 DEPS_STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 ZENML_PORT  ?= 8237
-MLFLOW_PORT ?= 5000
+MLFLOW_PORT ?= 5001
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.deps-$(shell sha256sum stack/airflow/constraints.txt | cut -c1-12)
+UI_PORT     ?= 8501
 
 export ZENML_CONFIG_PATH ?= $(CURDIR)/$(STATE)/zenml
 export ZENML_ANALYTICS_OPT_IN := false
@@ -19,7 +22,7 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving prometheus serve-stop clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving prometheus chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,8 +66,19 @@ prometheus: ## Install Debian's prometheus package if missing (the endpoint test
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  $$SUDO apt-get install -y -qq prometheus >/dev/null 2>&1; }
 
-test: setup lint prometheus ## Set up, check formatting and lint, then run the whole test-suite
+chromium: ## Install Debian's chromium and chromium-driver if missing (the UI browser test uses them)
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium and chromium-driver (used by the UI browser test)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }
+
+test: setup airflow-venv lint prometheus chromium ## Set up, check formatting and lint, then run the whole test-suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+ui: setup ## Start the Streamlit review app (http://127.0.0.1:8501; its metrics on :8502)
+	@$(VENV)/bin/streamlit run ui/main.py --server.port $(UI_PORT) --server.address 127.0.0.1 \
+	  --server.headless true --browser.gatherUsageStats false
 
 dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237)
 	@$(VENV)/bin/zenml login --local --port $(ZENML_PORT)
@@ -73,7 +87,7 @@ dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1
 dashboard-stop: ## Stop the local ZenML server
 	@$(VENV)/bin/zenml logout --local || true
 
-mlflow-ui: setup ## Open the MLflow UI on the embedded stack's tracking store (http://127.0.0.1:5000)
+mlflow-ui: setup ## Open the MLflow UI on the embedded stack's tracking store (http://127.0.0.1:5001)
 	@URI="$$($(PY) -c 'from zenml.client import Client; print(Client().active_stack.experiment_tracker.get_tracking_uri())')" && \
 	  echo "MLflow UI on http://127.0.0.1:$(MLFLOW_PORT) for $$URI" && \
 	  $(VENV)/bin/mlflow ui --backend-store-uri "$$URI" --host 127.0.0.1 --port $(MLFLOW_PORT)
@@ -92,11 +106,34 @@ format: $(DEPS_STAMP) ## Format and auto-fix with ruff
 	@$(VENV)/bin/ruff format .
 	@$(VENV)/bin/ruff check --fix .
 
+$(AIRFLOW_STAMP): stack/airflow/constraints.txt
+	@[ -x $(AIRFLOW_VENV)/bin/python ] || { PYTHON312="$$(scripts/find-python312.sh)" && \
+	  echo "Creating $(AIRFLOW_VENV) (Airflow lives apart from ZenML, as Airflow advises)" && \
+	  "$$PYTHON312" -m venv $(AIRFLOW_VENV); }
+	@echo "Installing apache-airflow 3.3.2 into $(AIRFLOW_VENV) (~20 s)"
+	@$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c stack/airflow/constraints.txt \
+	  apache-airflow > $(AIRFLOW_VENV)/install.log 2>&1 || \
+	  (tail -30 $(AIRFLOW_VENV)/install.log; echo "Airflow install failed: $(AIRFLOW_VENV)/install.log"; exit 1)
+	@rm -f $(AIRFLOW_VENV)/.deps-* && touch $@
+
+airflow-venv: $(AIRFLOW_STAMP) ## Install Airflow 3.3 into its own virtualenv (.venv-airflow)
+
+services: setup airflow-venv ## Start S3 (moto), MLflow, ZenML server and Airflow on loopback; register the production stack
+	@$(PY) -m stack.services start
+	@$(PY) -m stack.register production --no-activate
+	@echo "Use it: source .venv/bin/activate && zenml stack set production && python run.py"
+
+services-status: ## Show which production-stack services answer
+	@$(PY) -m stack.services status
+
+services-stop: ## Stop the production-stack services (moto's S3 keeps its objects in memory only)
+	@[ ! -x $(PY) ] || $(PY) -m stack.services stop
+
 serve-stop: ## Stop and delete every local Seldon prediction server of this project
 	@[ ! -x $(PY) ] || [ ! -d $(STATE)/zenml ] || $(PY) -m stack.serve_stop
 
-clean: serve-stop ## Stop the servers, remove ZenML state, catalog and sample data (keeps the venv)
+clean: serve-stop services-stop ## Stop the servers, remove ZenML state, catalog and sample data (keeps the venv)
 	rm -rf $(STATE) .zen data
 
-distclean: clean ## Also remove the virtualenv
-	rm -rf $(VENV)
+distclean: clean ## Also remove the virtualenvs
+	rm -rf $(VENV) $(AIRFLOW_VENV)

@@ -62,6 +62,12 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 def _check_stack(needs_tracker: bool) -> None:
     from zenml.client import Client
 
+    from stack.preflight import ServiceDownError, check_active_stack
+
+    try:
+        check_active_stack()
+    except ServiceDownError as error:
+        raise PreconditionError(str(error)) from None
     stack = Client().active_stack_model
     if needs_tracker:
         trackers = stack.components.get("experiment_tracker") or []
@@ -71,6 +77,17 @@ def _check_stack(needs_tracker: bool) -> None:
                 "which training needs.\n  Fix: python -m stack.register   "
                 "(registers and activates the 'embedded' stack)\n  or:  zenml stack set embedded"
             )
+
+
+def _execute(pipeline: Any) -> Any:
+    """Run on the active stack (waiting for Airflow when it orchestrates)."""
+    from stack.orchestration import PipelineRunError, execute
+    from stack.preflight import ServiceDownError
+
+    try:
+        return execute(pipeline, echo=click.echo)
+    except (ServiceDownError, PipelineRunError) as error:
+        raise PreconditionError(str(error)) from None
 
 
 def _check_data_dir(data_dir: Path) -> None:
@@ -95,7 +112,7 @@ def _run_ingest(config: Path, data_dir: str | None, dry_run: bool, no_cache: boo
     options: dict[str, Any] = {"config_path": str(config), "parameters": overrides}
     if no_cache:
         options["enable_cache"] = False
-    return ingest_pipeline.with_options(**options)()
+    return _execute(ingest_pipeline.with_options(**options))
 
 
 def _training_parameters(config: Path, overrides: dict[str, Any]) -> Any:
@@ -129,7 +146,7 @@ def _run_train(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
     }
     if no_cache:
         options["enable_cache"] = False
-    return training_pipeline.with_options(**options)()
+    return _execute(training_pipeline.with_options(**options))
 
 
 def _summary(
@@ -240,6 +257,7 @@ def _run_promote(
     rules: Any,
     challenger: int | None = None,
     current_data_dir: str | None = None,
+    actor: str | None = None,
 ) -> Any:
     from pipelines import promotion_pipeline
     from steps.promotion.champion import PromotionError, model_version, production_version
@@ -259,7 +277,11 @@ def _run_promote(
         folder = Path(current_data_dir).expanduser().resolve()
         _check_data_dir(folder)
         parameters["current_data_dir"] = str(folder)
-    return promotion_pipeline.with_options(config_path=str(config), parameters=parameters)()
+    return _execute(
+        promotion_pipeline.with_options(
+            config_path=str(config), parameters=parameters, tags=_actor_tags(actor)
+        )
+    )
 
 
 def _decision_summary(promote_run: Any) -> None:
@@ -287,7 +309,12 @@ def _champion_line(model_name: str) -> None:
         )
 
 
-def _run_deploy(config: Path, model_name: str) -> Any:
+def _actor_tags(actor: str | None) -> list[str] | None:
+    """Run tags naming who started a promote or deploy run (the review app passes --actor)."""
+    return [f"actor:{actor}"] if actor else None
+
+
+def _run_deploy(config: Path, model_name: str, actor: str | None = None) -> Any:
     from zenml.client import Client
 
     from pipelines import deployment_pipeline
@@ -297,9 +324,11 @@ def _run_deploy(config: Path, model_name: str) -> Any:
             f"The active stack '{Client().active_stack_model.name}' has no model deployer.\n"
             "  Fix: python -m stack.register   (the embedded stack has the local Seldon one)"
         )
-    return deployment_pipeline.with_options(
-        config_path=str(config), parameters={"model_name": model_name}
-    )()
+    return _execute(
+        deployment_pipeline.with_options(
+            config_path=str(config), parameters={"model_name": model_name}, tags=_actor_tags(actor)
+        )
+    )
 
 
 def _deployment_summary(deploy_run: Any) -> None:
@@ -338,6 +367,13 @@ def _endpoint_service(model_name: str) -> Any:
     running = [s for s in deployer.servers_for(model_name) if s.is_running]
     return running[0] if running else None
 
+
+actor_option = click.option(
+    "--actor",
+    default=lambda: os.environ.get("USER", "cli"),
+    show_default="$USER",
+    help="Who asks for it, recorded with the action (the review app passes the user).",
+)
 
 EXAMPLES = (
     "Examples:\n\n"
@@ -485,19 +521,23 @@ def _has_champion(model_name: str) -> bool:
     default=None,
     help="Labelled folder of new images to check for drift. [default: the test split]",
 )
+@actor_option
 @click.pass_obj
-def promote(obj: dict[str, Any], model_version: int | None, current_data_dir: str | None) -> None:
+def promote(
+    obj: dict[str, Any], model_version: int | None, current_data_dir: str | None, actor: str
+) -> None:
     """Re-judge a model version against the champion; promote it if it passes."""
     _check_stack(needs_tracker=True)
     name = _model_name(obj["train_config"])
     rules = _promotion_rules(obj["promote_config"])
-    run = _run_promote(obj["promote_config"], name, rules, model_version, current_data_dir)
+    run = _run_promote(obj["promote_config"], name, rules, model_version, current_data_dir, actor)
     _summary(None, None, run, name)
 
 
 @main.command()
+@actor_option
 @click.pass_obj
-def rollback(obj: dict[str, Any]) -> None:
+def rollback(obj: dict[str, Any], actor: str) -> None:
     """Restore the previous champion in ZenML and MLflow."""
     from steps.promotion.champion import PromotionError
     from steps.promotion.champion import rollback as restore
@@ -506,7 +546,7 @@ def rollback(obj: dict[str, Any]) -> None:
     name = _model_name(obj["train_config"])
     start = time.perf_counter()
     try:
-        champion = restore(name, actor=os.environ.get("USER", "cli"))
+        champion = restore(name, actor=actor)
     except PromotionError as error:
         raise PreconditionError(str(error)) from None
     click.echo(
@@ -515,7 +555,7 @@ def rollback(obj: dict[str, Any]) -> None:
     )
     if _endpoint_service(name) is not None:
         click.echo("Redeploying the endpoint with the restored champion ...")
-        _summary(None, None, None, name, _run_deploy(obj["deploy_config"], name))
+        _summary(None, None, None, name, _run_deploy(obj["deploy_config"], name, actor))
 
 
 @main.command()
@@ -528,14 +568,15 @@ def champion(obj: dict[str, Any]) -> None:
 
 
 @main.command()
+@actor_option
 @click.pass_obj
-def deploy(obj: dict[str, Any]) -> None:
+def deploy(obj: dict[str, Any], actor: str) -> None:
     """Serve the champion (new server first, old one stopped after) and smoke-test it."""
     _check_stack(needs_tracker=True)
     name = _model_name(obj["train_config"])
     if not _has_champion(name):
         raise PreconditionError(f"{name} has no champion yet. Fix: python run.py")
-    _summary(None, None, None, name, _run_deploy(obj["deploy_config"], name))
+    _summary(None, None, None, name, _run_deploy(obj["deploy_config"], name, actor))
 
 
 @main.command()

@@ -3,21 +3,31 @@
 Usage::
 
     python -m stack.register                 # register the embedded stack and activate it
+    python -m stack.register production      # register the production stack and activate it
     python -m stack.register --no-activate   # register only
 
 The embedded stack needs no server: the local orchestrator, the local artifact
 store (inside ZENML_CONFIG_PATH), an MLflow experiment tracker and model
 registry backed by a SQLite file in that artifact store, an Evidently data
 validator, and the local Seldon model deployer (our ``local_seldon`` flavor:
-the seldon-core microservice as a local daemon). Later stacks (production)
-are added here, their endpoints and credentials read from environment
-variables or ZenML secrets.
+the seldon-core microservice as a local daemon).
+
+The production stack uses the services a team runs (``make services`` starts
+them on loopback; docker-compose or Kubernetes elsewhere): an S3 artifact store
+(MinIO in production), an MLflow tracking server and its model registry, the
+Airflow orchestrator (steps as BashOperators in the project's virtualenv), the
+Evidently data validator and the Seldon deployer. Endpoints come from
+environment variables (:mod:`stack.settings`); credentials go into ZenML
+secrets (``clearsight_s3``, ``clearsight_mlflow``) and the components refer to
+them, so no secret is stored in a component's configuration.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +36,15 @@ from zenml.client import Client
 from zenml.enums import StackComponentType
 
 from stack.runtime import quiet_shutdown
+from stack.settings import ProductionSettings, load_settings
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_STACK = "embedded"
+PRODUCTION_STACK = "production"
+S3_SECRET = "clearsight_s3"
+MLFLOW_SECRET = "clearsight_mlflow"
+BASH_OPERATOR = "airflow.providers.standard.operators.bash.BashOperator"
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,108 @@ def ensure_stack(client: Client, name: str, components: tuple[ComponentSpec, ...
     return "unchanged"
 
 
+def production_components(settings: ProductionSettings) -> tuple[ComponentSpec, ...]:
+    """The production stack's components, configured from the settings."""
+    venv_bin = str(Path(sys.executable).parent)
+    step_environment = {
+        "PATH": os.pathsep.join((venv_bin, "/usr/local/bin", "/usr/bin", "/bin")),
+        "ZENML_CONFIG_PATH": os.environ.get("ZENML_CONFIG_PATH", ""),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    }
+    return (
+        ComponentSpec(
+            "airflow",
+            "airflow",
+            StackComponentType.ORCHESTRATOR,
+            {
+                "local": True,
+                "dag_output_dir": str(settings.airflow_dags),
+                "custom_dag_generator": "stack.airflow.dag_generator",
+                "operator": BASH_OPERATOR,
+                "operator_args": {
+                    "clearsight": {
+                        "python": sys.executable,
+                        "cwd": SOURCE_ROOT,
+                        "entrypoint_config_source": (
+                            "stack.airflow.entrypoint.ProjectStepEntrypointConfiguration"
+                        ),
+                        "env": {k: v for k, v in step_environment.items() if v},
+                    }
+                },
+            },
+        ),
+        ComponentSpec(
+            "s3_store",
+            "s3",
+            StackComponentType.ARTIFACT_STORE,
+            {
+                "path": f"s3://{settings.artifact_bucket}",
+                "authentication_secret": S3_SECRET,
+                "client_kwargs": {
+                    "endpoint_url": settings.s3_endpoint,
+                    "region_name": settings.region,
+                },
+            },
+        ),
+        ComponentSpec(
+            "mlflow_server",
+            "mlflow",
+            StackComponentType.EXPERIMENT_TRACKER,
+            {
+                "tracking_uri": settings.mlflow_uri,
+                "tracking_username": f"{{{{{MLFLOW_SECRET}.username}}}}",
+                "tracking_password": f"{{{{{MLFLOW_SECRET}.password}}}}",
+            },
+        ),
+        ComponentSpec("mlflow_server_registry", "mlflow", StackComponentType.MODEL_REGISTRY),
+        ComponentSpec("evidently", "evidently", StackComponentType.DATA_VALIDATOR),
+        ComponentSpec("seldon_local", "local_seldon", StackComponentType.MODEL_DEPLOYER),
+    )
+
+
+def ensure_secret(client: Client, name: str, values: dict[str, str]) -> str:
+    """Create the ZenML secret, or update its values when they changed."""
+    try:
+        secret = client.get_secret(name, allow_partial_name_match=False)
+    except KeyError:
+        client.create_secret(name=name, values=values)
+        return "created"
+    if secret.secret_values != values:
+        client.update_secret(name, add_or_update_values=values)
+        return "updated"
+    return "unchanged"
+
+
+def register_production(activate: bool = True) -> None:
+    """Register the production stack (services from the environment) and activate it."""
+    from zenml.utils import source_utils
+
+    settings = load_settings()
+    source_utils.set_custom_source_root(SOURCE_ROOT)
+    client = Client()
+    ensure_flavors(client)
+    ensure_secret(
+        client,
+        S3_SECRET,
+        {
+            "aws_access_key_id": settings.aws_access_key_id,
+            "aws_secret_access_key": settings.aws_secret_access_key,
+        },
+    )
+    ensure_secret(
+        client,
+        MLFLOW_SECRET,
+        {"username": settings.mlflow_username, "password": settings.mlflow_password},
+    )
+    outcome = ensure_stack(client, PRODUCTION_STACK, production_components(settings))
+    logger.info("Stack %s: %s", PRODUCTION_STACK, outcome)
+    if activate and client.active_stack_model.name != PRODUCTION_STACK:
+        client.activate_stack(PRODUCTION_STACK)
+    print(f"Stack '{PRODUCTION_STACK}' {outcome}" + (" and active." if activate else "."))
+
+
 def register_embedded(activate: bool = True) -> None:
     """Register the embedded default stack and optionally make it active."""
     from zenml.utils import source_utils
@@ -144,13 +261,24 @@ def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(
         description="Register the platform's ZenML stacks (idempotent).",
-        epilog="Example: python -m stack.register && zenml stack describe",
+        epilog="Examples: python -m stack.register && zenml stack describe\n"
+        "          python -m stack.register production",
+    )
+    parser.add_argument(
+        "stack",
+        nargs="?",
+        default=EMBEDDED_STACK,
+        choices=(EMBEDDED_STACK, PRODUCTION_STACK),
+        help="which stack (default: embedded; production needs `make services`)",
     )
     parser.add_argument("--no-activate", action="store_true", help="register without activating")
     args = parser.parse_args()
     quiet_shutdown()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    register_embedded(activate=not args.no_activate)
+    if args.stack == PRODUCTION_STACK:
+        register_production(activate=not args.no_activate)
+    else:
+        register_embedded(activate=not args.no_activate)
 
 
 if __name__ == "__main__":

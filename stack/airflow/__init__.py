@@ -1,0 +1,1 @@
+"""Running the pipelines under Airflow without Docker: DAG generator, entrypoint, client."""

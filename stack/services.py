@@ -1,0 +1,372 @@
+"""Start, stop and check the servers the production stack needs, on loopback.
+
+Usage::
+
+    python -m stack.services start            # all of them, each health-checked
+    python -m stack.services start s3 mlflow  # some of them
+    python -m stack.services status
+    python -m stack.services stop
+    python -m stack.services env              # the environment the stack reads
+
+The servers are the real ones: moto's S3 server (no MinIO binary can be
+installed here; docker-compose ships MinIO), ``mlflow server`` with a SQLite
+backend and its artifacts proxied to a bucket on that S3 endpoint, the ZenML
+server (``zenml login --local``) and Airflow 3.3 (``airflow standalone`` from
+its own virtualenv). Each writes its PID and log under the state folder
+(``.state/services`` by default, ``CLEARSIGHT_SERVICES_DIR`` to move it).
+
+Endpoints come from the same environment variables the production stack is
+registered from (see :mod:`stack.settings`); the credentials are generated
+once into ``credentials.env`` in the state folder (mode 0600, never in git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.settings import ProductionSettings, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or is not healthy."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """One server: how to start it, where it answers and how to tell it is healthy."""
+
+    name: str
+    description: str
+    url: Callable[[ProductionSettings], str]
+    health_path: str
+    start_timeout: float
+    healthy: Callable[[bytes], bool] = lambda _body: True
+
+
+def _http_get(url: str, timeout: float = 3.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+        return response.read()
+
+
+def _answers(url: str, healthy: Callable[[bytes], bool]) -> bool:
+    try:
+        return healthy(_http_get(url))
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def _airflow_healthy(body: bytes) -> bool:
+    status = json.loads(body)
+    parts = ("metadatabase", "scheduler", "dag_processor")
+    return all(status.get(part, {}).get("status") == "healthy" for part in parts)
+
+
+SERVICES: dict[str, Service] = {
+    "s3": Service("s3", "S3 API (moto server)", lambda s: s.s3_endpoint, "/", 30),
+    "mlflow": Service("mlflow", "MLflow tracking server", lambda s: s.mlflow_uri, "/health", 60),
+    "zenml": Service("zenml", "ZenML server", lambda s: s.zenml_url, "/health", 90),
+    "airflow": Service(
+        "airflow",
+        "Airflow API server + UI",
+        lambda s: s.airflow_url,
+        "/api/v2/monitor/health",
+        240,
+        _airflow_healthy,
+    ),
+}
+ORDER = ("s3", "mlflow", "zenml", "airflow")
+
+
+def _port(url: str) -> int:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Services:
+    """Manage the local servers of the production stack."""
+
+    def __init__(self, settings: ProductionSettings | None = None) -> None:
+        """Read the settings (environment variables, generated credentials)."""
+        self.settings = settings or load_settings()
+        self.state = self.settings.services_dir
+        self.state.mkdir(parents=True, exist_ok=True)
+
+    # -- bookkeeping -------------------------------------------------------
+    def _pid_file(self, name: str) -> Path:
+        return self.state / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        """Where a service's output goes."""
+        return self.state / f"{name}.log"
+
+    def _pid(self, name: str) -> int | None:
+        try:
+            pid = int(self._pid_file(name).read_text())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def health_url(self, name: str) -> str:
+        """The URL whose answer tells the service is healthy."""
+        service = SERVICES[name]
+        return service.url(self.settings).rstrip("/") + service.health_path
+
+    def is_healthy(self, name: str) -> bool:
+        """Whether the service answers its health check now."""
+        return _answers(self.health_url(name), SERVICES[name].healthy)
+
+    # -- start -------------------------------------------------------------
+    def start(self, names: list[str]) -> None:
+        """Start the services that are not running and wait until each is healthy."""
+        for name in names:
+            service = SERVICES[name]
+            url = service.url(self.settings)
+            if self.is_healthy(name):
+                print(f"  {name:8} already running   {url}")
+                continue
+            started = time.perf_counter()
+            if name == "zenml":
+                self._start_zenml()
+            else:
+                port = _port(url)
+                if _port_taken(port) and self._pid(name) is None:
+                    raise ServiceError(
+                        f"Port {port} for the {service.description} is taken by another "
+                        f"program. Stop it, or choose another port: see "
+                        f"python -m stack.services env"
+                    )
+                if self._pid(name) is None:
+                    self._spawn(name, *self._command(name))
+            self._wait_healthy(name)
+            if name == "s3":
+                self._create_buckets()
+            print(f"  {name:8} started in {time.perf_counter() - started:4.1f} s  {url}")
+
+    def _command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        s = self.settings
+        env = dict(os.environ)
+        if name == "s3":
+            return [
+                str(VENV_BIN / "moto_server"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(_port(s.s3_endpoint)),
+            ], env
+        if name == "mlflow":
+            mlflow_dir = self.state / "mlflow"
+            mlflow_dir.mkdir(exist_ok=True)
+            env.update(s.s3_environment())
+            return [
+                str(VENV_BIN / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(_port(s.mlflow_uri)),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                "--artifacts-destination",
+                f"s3://{s.mlflow_bucket}",
+            ], env
+        if name == "airflow":
+            airflow = s.airflow_venv / "bin" / "airflow"
+            if not airflow.exists():
+                raise ServiceError(
+                    f"Airflow is not installed in {s.airflow_venv}. Fix: make airflow-venv"
+                )
+            env.update(s.airflow_environment())
+            # `airflow standalone` starts its components as `airflow ...` from PATH.
+            env["PATH"] = f"{airflow.parent}{os.pathsep}{env.get('PATH', '')}"
+            s.airflow_home.mkdir(parents=True, exist_ok=True)
+            s.airflow_dags.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(s.airflow_dags, 0o700)  # DAG configs carry a ZenML API token
+            passwords = s.airflow_home / "passwords.json"
+            passwords.write_text(json.dumps({s.airflow_user: s.airflow_password}))
+            os.chmod(passwords, 0o600)
+            return [str(airflow), "standalone"], env
+        raise ValueError(name)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        log = self.log_file(name).open("ab")
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=self.state,
+            start_new_session=True,
+        )
+        self._pid_file(name).write_text(str(process.pid))
+
+    def _start_zenml(self) -> None:
+        port = _port(self.settings.zenml_url)
+        result = subprocess.run(  # noqa: S603
+            [str(VENV_BIN / "zenml"), "login", "--local", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false"},
+        )
+        self.log_file("zenml").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise ServiceError(
+                "zenml login --local failed:\n" + (result.stderr or result.stdout)[-2000:]
+            )
+
+    def _wait_healthy(self, name: str) -> None:
+        service = SERVICES[name]
+        deadline = time.monotonic() + service.start_timeout
+        while time.monotonic() < deadline:
+            if self.is_healthy(name):
+                return
+            if name != "zenml" and self._pid(name) is None:
+                break
+            time.sleep(1)
+        tail = ""
+        if self.log_file(name).exists():
+            tail = self.log_file(name).read_text(errors="replace")[-3000:]
+        raise ServiceError(
+            f"The {service.description} did not become healthy at {self.health_url(name)} "
+            f"within {service.start_timeout:.0f} s. Its log ({self.log_file(name)}) ends:\n"
+            f"{tail}"
+        )
+
+    def _create_buckets(self) -> None:
+        import boto3
+
+        s3 = boto3.client("s3", **self.settings.boto3_kwargs())
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        for bucket in (self.settings.artifact_bucket, self.settings.mlflow_bucket):
+            if bucket not in existing:
+                s3.create_bucket(Bucket=bucket)
+
+    # -- stop --------------------------------------------------------------
+    def stop(self, names: list[str]) -> None:
+        """Stop the services (their whole process groups); a stopped one is skipped."""
+        for name in reversed(names):
+            if name == "zenml":
+                if self.is_healthy("zenml"):
+                    subprocess.run(  # noqa: S603
+                        [str(VENV_BIN / "zenml"), "logout", "--local"],
+                        capture_output=True,
+                        check=False,
+                    )
+                    print(f"  {name:8} stopped")
+                continue
+            pid = self._pid(name)
+            if pid is None:
+                self._pid_file(name).unlink(missing_ok=True)
+                continue
+            _terminate_group(pid)
+            self._pid_file(name).unlink(missing_ok=True)
+            print(f"  {name:8} stopped")
+
+    def status(self) -> dict[str, bool]:
+        """Health of every service."""
+        return {name: self.is_healthy(name) for name in ORDER}
+
+
+def _terminate_group(pid: int, grace: float = 20.0) -> None:
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+def _names(values: list[str]) -> list[str]:
+    unknown = sorted(set(values) - set(ORDER))
+    if unknown:
+        raise SystemExit(f"Unknown service(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
+    return [name for name in ORDER if name in values] if values else list(ORDER)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.services",
+        description="The real servers of the production stack, on loopback.",
+        epilog=(
+            "Examples:\n  python -m stack.services start\n"
+            "  python -m stack.services start s3 mlflow\n"
+            "  python -m stack.services status\n  python -m stack.services stop"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=("start", "stop", "status", "env"))
+    parser.add_argument("names", nargs="*", help=f"some of: {' '.join(ORDER)} (default: all)")
+    args = parser.parse_args(argv)
+    services = Services()
+    names = _names(args.names)
+    try:
+        if args.action == "start":
+            services.start(names)
+            _print_urls(services)
+        elif args.action == "stop":
+            services.stop(names)
+        elif args.action == "status":
+            for name, healthy in services.status().items():
+                state = "healthy" if healthy else "down"
+                print(f"  {name:8} {state:8} {SERVICES[name].url(services.settings)}")
+            return 0 if all(services.status()[n] for n in names) else 1
+        else:
+            for key, value in services.settings.environment().items():
+                print(f"export {key}={shlex.quote(value)}")
+    except ServiceError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_urls(services: Services) -> None:
+    s = services.settings
+    print(
+        "\nAirflow UI      "
+        f"{s.airflow_url}  (user {s.airflow_user}, password in {s.credentials_file})\n"
+        f"MLflow UI       {s.mlflow_uri}\n"
+        f"ZenML dashboard {s.zenml_url}\n"
+        f"S3 endpoint     {s.s3_endpoint}  buckets {s.artifact_bucket}, {s.mlflow_bucket}\n"
+        "Next: python -m stack.register production && python run.py"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
