@@ -33,7 +33,7 @@ import click  # noqa: E402
 import yaml  # noqa: E402
 
 from clearsight.catalog import sqlite_url  # noqa: E402
-from clearsight.errors import DataFolderError  # noqa: E402
+from clearsight.errors import ClearsightError, DataFolderError  # noqa: E402
 from clearsight.layout import detect_layout  # noqa: E402
 from clearsight.names import DEFAULT_MODEL_NAME, ArtifactName  # noqa: E402
 from stack.runtime import quiet_shutdown, quiet_warnings  # noqa: E402
@@ -88,6 +88,8 @@ def _execute(pipeline: Any) -> Any:
         return execute(pipeline, echo=click.echo)
     except (ServiceDownError, PipelineRunError) as error:
         raise PreconditionError(str(error)) from None
+    except ClearsightError as error:  # a step refused bad input (the step log has details)
+        raise PreconditionError(f"The run failed: {error}") from None
 
 
 def _check_data_dir(data_dir: Path) -> None:
@@ -97,7 +99,8 @@ def _check_data_dir(data_dir: Path) -> None:
         raise PreconditionError(str(error)) from error
 
 
-def _run_ingest(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
+def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
+    """The ingest pipeline with its options (data folder resolved, catalog URL absolute)."""
     from pipelines import ingest_pipeline
 
     params = _load_yaml(config).get("parameters", {})
@@ -112,7 +115,11 @@ def _run_ingest(config: Path, data_dir: str | None, dry_run: bool, no_cache: boo
     options: dict[str, Any] = {"config_path": str(config), "parameters": overrides}
     if no_cache:
         options["enable_cache"] = False
-    return _execute(ingest_pipeline.with_options(**options))
+    return ingest_pipeline.with_options(**options)
+
+
+def _run_ingest(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
+    return _execute(_ingest_pipeline(config, data_dir, dry_run, no_cache))
 
 
 def _training_parameters(config: Path, overrides: dict[str, Any]) -> Any:
@@ -130,7 +137,8 @@ def _training_parameters(config: Path, overrides: dict[str, Any]) -> Any:
         ) from None
 
 
-def _run_train(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
+def _train_pipeline(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
+    """The train pipeline with validated hyper-parameters (needs an ingested dataset)."""
     from zenml.client import Client
 
     from pipelines import training_pipeline
@@ -146,7 +154,11 @@ def _run_train(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
     }
     if no_cache:
         options["enable_cache"] = False
-    return _execute(training_pipeline.with_options(**options))
+    return training_pipeline.with_options(**options)
+
+
+def _run_train(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
+    return _execute(_train_pipeline(config, hyperparameters, no_cache))
 
 
 def _summary(
@@ -387,7 +399,9 @@ EXAMPLES = (
     "  python run.py rollback\n"
     "  python run.py champion\n"
     "  python run.py deploy\n"
-    "  python run.py endpoint"
+    "  python run.py endpoint\n"
+    "  python run.py schedule                 # production stack: daily ingest, weekly retrain\n"
+    "  python run.py trigger train --conf '{\"epochs\": 5}'"
 )
 
 
@@ -468,6 +482,7 @@ def main(
 ) -> None:
     """Ingest labelled images, train a classifier, and promote it if it beats the champion."""
     ctx.obj = {
+        "ingest_config": ingest_config,
         "train_config": train_config,
         "promote_config": promote_config,
         "deploy_config": deploy_config,
@@ -589,6 +604,90 @@ def endpoint(obj: dict[str, Any]) -> None:
         raise PreconditionError(f"No endpoint is serving {name}. Fix: python run.py deploy")
     click.echo(service.prediction_url)
     click.echo(_curl(service.prediction_url, None), err=True)
+
+
+@main.command("schedule")
+@click.option(
+    "--schedules-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=CONFIGS / "schedules.yaml",
+    show_default=True,
+    help="Cron per pipeline (ingest, train).",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder the daily ingest reads.")
+@click.option("--remove", is_flag=True, help="Delete the schedules instead.")
+@click.pass_obj
+def schedule_command(
+    obj: dict[str, Any], schedules_config: Path, data_dir: str | None, remove: bool
+) -> None:
+    r"""Schedule ingest (daily) and retraining (weekly) on the orchestrator (Airflow).
+
+    \b
+    Examples:
+      python run.py schedule
+      python run.py schedule --remove
+    """
+    from stack.orchestration import PipelineRunError, remove_schedule, schedule
+    from stack.preflight import ServiceDownError
+
+    _check_stack(needs_tracker=True)
+    crons = _load_yaml(schedules_config)
+    for name in ("ingest", "train"):
+        if remove:
+            done = remove_schedule(f"{name}-schedule")
+            click.echo(f"  {name:7} {'removed' if done else 'not scheduled'}")
+            continue
+        cron = (crons.get(name) or {}).get("cron")
+        if not cron:
+            continue
+        if name == "ingest":
+            pipeline = _ingest_pipeline(obj["ingest_config"], data_dir, False, False)
+        else:
+            parameters = _training_parameters(obj["train_config"], {})
+            pipeline = _train_pipeline(obj["train_config"], parameters, no_cache=True)
+        try:
+            outcome = schedule(pipeline, f"{name}-schedule", cron)
+        except (ServiceDownError, PipelineRunError) as error:
+            raise PreconditionError(str(error)) from None
+        click.echo(f"  {name:7} {cron:12} {outcome}")
+    if not remove:
+        click.echo("Airflow shows them as DAGs; run one now: python run.py trigger train")
+
+
+@main.command("trigger")
+@click.argument("name", type=click.Choice(["ingest", "train"]))
+@click.option("--conf", "conf", help="Overrides for this run as JSON, e.g. '{\"epochs\": 5}'.")
+@click.pass_obj
+def trigger_command(obj: dict[str, Any], name: str, conf: str | None) -> None:
+    r"""Run a scheduled pipeline now on Airflow, with hyper-parameter overrides.
+
+    \b
+    Examples:
+      python run.py trigger train --conf '{"epochs": 5, "learning_rate": 0.0003}'
+      python run.py trigger ingest
+    Same as: airflow dags trigger <dag id> --conf '...' (the DAG ids: python run.py schedule)
+    """
+    import json
+
+    from clearsight.config import TrainingParameters, with_run_overrides
+    from stack.orchestration import PipelineRunError, trigger
+    from stack.preflight import ServiceDownError
+
+    overrides: dict[str, Any] = {}
+    if conf:
+        try:
+            _, overrides = with_run_overrides(TrainingParameters(), conf)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--conf") from None
+        if name != "train":
+            raise click.BadParameter("only the train pipeline takes overrides", param_hint="--conf")
+    try:
+        run = trigger(f"{name}-schedule", overrides, echo=click.echo)
+    except (ServiceDownError, PipelineRunError) as error:
+        raise PreconditionError(str(error)) from None
+    click.echo(f"Run {run.name} {run.status.value} (Airflow run {run.orchestrator_run_id}).")
+    if overrides:
+        click.echo(f"  with overrides {json.dumps(overrides)}")
 
 
 if __name__ == "__main__":

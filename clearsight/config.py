@@ -7,7 +7,10 @@ the YAML fails loudly instead of being ignored.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clearsight.models import Architecture
 
@@ -47,3 +50,47 @@ class TrainingParameters(BaseModel):
         values["pretrained_weights"] = values["pretrained_weights"] or "none"
         values.update({f"augmentation_{k}": v for k, v in self.augmentation.model_dump().items()})
         return values
+
+
+RUN_CONF_ENV = "CLEARSIGHT_RUN_CONF"
+
+
+def with_run_overrides(
+    parameters: TrainingParameters, conf: str | None
+) -> tuple[TrainingParameters, dict[str, Any]]:
+    """Apply one run's hyper-parameter overrides, validated like the YAML.
+
+    An orchestrator passes them per run: under Airflow, ``airflow dags trigger
+    DAG --conf '{"epochs": 5}'`` reaches the step as the JSON environment
+    variable ``CLEARSIGHT_RUN_CONF``.
+
+    Args:
+        parameters: The configured hyper-parameters.
+        conf: A JSON object of ``TrainingParameters`` fields, or empty.
+
+    Returns:
+        The parameters to train with and the overrides that were applied.
+
+    Raises:
+        ValueError: The conf is not a JSON object of known, valid fields.
+    """
+    if not conf or not conf.strip():
+        return parameters, {}
+    try:
+        overrides = json.loads(conf)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"The run's conf is not JSON ({error}): {conf[:200]!r}") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"The run's conf must be a JSON object, got {conf[:200]!r}")
+    if not overrides:
+        return parameters, {}
+    try:
+        merged = TrainingParameters.model_validate(
+            {**parameters.model_dump(mode="json"), **overrides}
+        )
+    except ValidationError as error:
+        known = ", ".join(TrainingParameters.model_fields)
+        raise ValueError(
+            f"Invalid hyper-parameter overrides {overrides}: {error}\nKnown fields: {known}"
+        ) from None
+    return merged, overrides

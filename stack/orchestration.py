@@ -77,21 +77,75 @@ def execute(
     """
     check_active_stack()
     if not is_airflow_stack():
-        return pipeline()
+        try:
+            return pipeline()
+        except RuntimeError as error:
+            if "Pipeline run has failed" not in str(error):
+                raise
+            raise PipelineRunError(
+                f"{error}. The step's error is logged above and in the ZenML dashboard."
+            ) from None
+    submitted = time.time()
     with private_files():
         run = pipeline.with_options(settings=_airflow_settings())()
-    echo(f"  submitted to Airflow: run {run.name}; waiting for its DAG run ...")
-    return wait_for_run(run.id, echo=echo, timeout=timeout)
+    dag_id = _written_dag(run.pipeline.name if run.pipeline else "", submitted)
+    echo(f"  submitted to Airflow as DAG {dag_id}; waiting for its run ...")
+    return wait_for_run(run.id, echo=echo, timeout=timeout, dag_id=dag_id)
+
+
+def _written_dag(pipeline_name: str, since: float) -> str | None:
+    """The id of the DAG file the orchestrator has just written for this pipeline."""
+    from stack.settings import load_settings
+
+    dags = load_settings().airflow_dags
+    written = [
+        path for path in dags.glob(f"{pipeline_name}*.zip") if path.stat().st_mtime >= since - 1
+    ]
+    return max(written, key=lambda p: p.stat().st_mtime).stem if written else None
+
+
+def _airflow_failure(dag_id: str) -> str | None:
+    """A description of the DAG's failed run, if Airflow says it failed."""
+    from stack.airflow.client import AirflowClient, AirflowError
+    from stack.settings import load_settings
+
+    settings = load_settings()
+    client = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
+    try:
+        runs = client.dag_runs(dag_id)
+        failed = [r for r in runs if r.get("state") == "failed"]
+        if not failed:
+            return None
+        tasks = client.task_instances(dag_id, failed[0]["dag_run_id"])
+    except AirflowError:
+        return None
+    names = [t["task_id"] for t in tasks if t.get("state") in ("failed", "upstream_failed")]
+    return (
+        f"Airflow run {failed[0]['dag_run_id']} of DAG {dag_id} failed"
+        + (f" in task(s) {', '.join(names)}" if names else "")
+        + f"; its logs: {settings.airflow_url}/dags/{dag_id}"
+    )
 
 
 def wait_for_run(
-    run_id: Any, echo: Callable[[str], None] = print, timeout: float = DEFAULT_TIMEOUT
+    run_id: Any,
+    echo: Callable[[str], None] = print,
+    timeout: float = DEFAULT_TIMEOUT,
+    dag_id: str | None = None,
 ) -> Any:
-    """Poll the ZenML run until it has finished; print each step as it ends."""
+    """Poll the ZenML run until it has finished; print each step as it ends.
+
+    When the DAG run fails before ZenML could record anything (a task that
+    cannot even start the step), the ZenML run would wait forever: Airflow's
+    own state is checked too.
+    """
     client = Client()
     deadline = time.monotonic() + timeout
     reported: set[str] = set()
+    airflow_failed_at: float | None = None
+    polls = 0
     while True:
+        polls += 1
         run = client.get_pipeline_run(run_id)
         for name, step in run.steps.items():
             if step.status.is_finished and name not in reported:
@@ -102,6 +156,13 @@ def wait_for_run(
                 echo(f"    step {name}: {step.status.value}{took}")
         if run.status.is_finished:
             break
+        if dag_id and polls % 3 == 0:
+            failure = _airflow_failure(dag_id)
+            if failure and airflow_failed_at is None:
+                airflow_failed_at = time.monotonic()
+            # Give ZenML a moment to record the failure itself.
+            if failure and time.monotonic() - airflow_failed_at > 20:
+                raise PipelineRunError(f"Run {run.name} did not finish: {failure}.")
         if time.monotonic() > deadline:
             raise PipelineRunError(
                 f"Run {run.name} has not finished after {timeout:.0f} s (status "
@@ -118,3 +179,128 @@ def wait_for_run(
             "dashboard and the Airflow UI."
         )
     return run
+
+
+def _schedules_file() -> Any:
+    from stack.settings import load_settings
+
+    return load_settings().airflow_home / "schedules.json"
+
+
+def registered_schedules() -> dict[str, dict[str, Any]]:
+    """The schedules this project created: name -> DAG id, cron, ZenML schedule id."""
+    import json
+
+    path = _schedules_file()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_schedules(schedules: dict[str, dict[str, Any]]) -> None:
+    import json
+
+    path = _schedules_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(schedules, indent=2, sort_keys=True))
+
+
+def remove_schedule(name: str) -> bool:
+    """Delete a schedule's DAG file and its ZenML schedule; False if there was none."""
+    from stack.settings import load_settings
+
+    schedules = registered_schedules()
+    entry = schedules.pop(name, None)
+    if entry is None:
+        return False
+    (load_settings().airflow_dags / f"{entry['dag_id']}.zip").unlink(missing_ok=True)
+    with contextlib.suppress(KeyError):
+        Client().delete_schedule(entry["schedule_id"])
+    _save_schedules(schedules)
+    return True
+
+
+def schedule(pipeline: Any, name: str, cron: str) -> str:
+    """Create or update a cron schedule of a configured pipeline; idempotent.
+
+    Returns:
+        ``created``, ``updated`` or ``unchanged``.
+
+    Raises:
+        PipelineRunError: The active stack's orchestrator cannot run schedules.
+    """
+    from zenml.config.schedule import Schedule
+    from zenml.utils.time_utils import utc_now
+
+    check_active_stack()
+    if not is_airflow_stack():
+        stack = Client().active_stack_model.name
+        raise PipelineRunError(
+            f"The active stack '{stack}' runs pipelines in this process and cannot keep "
+            "a schedule. Fix: make services && zenml stack set production"
+        )
+    from stack.settings import load_settings
+
+    existing = registered_schedules().get(name)
+    dags = load_settings().airflow_dags
+    if existing and existing["cron"] == cron and (dags / f"{existing['dag_id']}.zip").exists():
+        return "unchanged"
+    outcome = "updated" if existing else "created"
+    remove_schedule(name)
+    submitted = time.time()
+    with private_files():
+        pipeline.with_options(
+            schedule=Schedule(name=name, cron_expression=cron, start_time=utc_now()),
+            settings=_airflow_settings(),
+        )()
+    dag_id = _written_dag(pipeline.name, submitted)
+    if dag_id is None:
+        raise PipelineRunError(f"No DAG file was written for schedule {name} in {dags}.")
+    zenml_schedule = Client().list_schedules(name=name, sort_by="desc:created", size=1).items
+    schedules = registered_schedules()
+    schedules[name] = {
+        "dag_id": dag_id,
+        "cron": cron,
+        "pipeline": pipeline.name,
+        "schedule_id": str(zenml_schedule[0].id) if zenml_schedule else None,
+    }
+    _save_schedules(schedules)
+    return outcome
+
+
+def trigger(
+    name: str,
+    conf: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Any:
+    """Run a scheduled DAG now with ``conf`` overrides; wait and return the ZenML run."""
+    from stack.airflow.client import AirflowClient
+    from stack.settings import load_settings
+
+    check_active_stack()
+    entry = registered_schedules().get(name)
+    if entry is None:
+        raise PipelineRunError(
+            f"No schedule named {name!r}. Fix: python run.py schedule "
+            f"(known: {', '.join(registered_schedules()) or 'none'})"
+        )
+    settings = load_settings()
+    airflow = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
+    airflow.wait_for_dag(entry["dag_id"])
+    dag_run = airflow.trigger(entry["dag_id"], conf)
+    run_id = dag_run["dag_run_id"]
+    echo(f"  triggered Airflow run {run_id} of DAG {entry['dag_id']} with conf {conf or {}}")
+    client = Client()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = client.list_pipeline_runs(orchestrator_run_id=run_id, size=1).items
+        if runs:
+            return wait_for_run(runs[0].id, echo=echo, timeout=timeout, dag_id=entry["dag_id"])
+        state = next(
+            (r["state"] for r in airflow.dag_runs(entry["dag_id"]) if r["dag_run_id"] == run_id),
+            None,
+        )
+        if state == "failed":
+            failure = _airflow_failure(entry["dag_id"])
+            raise PipelineRunError(failure or f"Airflow run {run_id} failed.")
+        time.sleep(2)
+    raise PipelineRunError(f"Airflow run {run_id} did not start a ZenML run in {timeout:.0f} s.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Annotated
 
 import mlflow
@@ -15,7 +17,7 @@ from zenml.integrations.tensorflow.materializers.keras_materializer import (
     KerasMaterializer,
 )
 
-from clearsight.config import TrainingParameters
+from clearsight.config import RUN_CONF_ENV, TrainingParameters, with_run_overrides
 from clearsight.dataset import DatasetManifest
 from clearsight.models import build_model
 from clearsight.names import ArtifactName
@@ -53,11 +55,16 @@ def train_model(
         dataset: The versioned dataset manifest.
         hyperparameters: Epochs, batch size, learning rate, image size,
             architecture, pretrained weights, patience, augmentation, seed.
+            One run may override them through ``CLEARSIGHT_RUN_CONF`` (a JSON
+            object; Airflow's ``dags trigger --conf`` sets it).
 
     Returns:
         The trained, uncalibrated Keras model, outputting class probabilities.
     """
-    hp = hyperparameters
+    hp, overrides = with_run_overrides(hyperparameters, os.environ.get(RUN_CONF_ENV))
+    if overrides:
+        logger.info("This run's overrides (%s): %s", RUN_CONF_ENV, overrides)
+        mlflow.set_tag("run_overrides", json.dumps(overrides, sort_keys=True))
     sizes = dataset.split_sizes()
     if sizes["train"] == 0 or sizes["val"] == 0:
         raise ValueError(

@@ -27,3 +27,22 @@ def test_flat_view_for_trackers():
     assert flat["architecture"] == "small_cnn"
     assert flat["pretrained_weights"] == "none"
     assert flat["augmentation_flip"] is False
+
+
+def test_run_overrides_are_validated_like_the_yaml():
+    from clearsight.config import with_run_overrides
+
+    base = TrainingParameters(epochs=40, learning_rate=1e-3)
+    assert with_run_overrides(base, None) == (base, {})
+    assert with_run_overrides(base, "{}") == (base, {})
+    merged, applied = with_run_overrides(base, '{"epochs": 5, "learning_rate": 0.0003}')
+    assert (merged.epochs, merged.learning_rate, merged.batch_size) == (5, 3e-4, base.batch_size)
+    assert applied == {"epochs": 5, "learning_rate": 0.0003}
+    for bad, message in (
+        ('{"epochs": 0}', "epochs"),
+        ('{"epoch": 5}', "Known fields: epochs"),
+        ("[1, 2]", "JSON object"),
+        ("{not json", "not JSON"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            with_run_overrides(base, bad)
