@@ -22,7 +22,7 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving prometheus chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-stacks prometheus chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,7 +78,7 @@ test: setup airflow-venv lint prometheus chromium ## Set up, check formatting an
 
 ui: setup ## Start the Streamlit review app (http://127.0.0.1:8501; its metrics on :8502)
 	@$(VENV)/bin/streamlit run ui/main.py --server.port $(UI_PORT) --server.address 127.0.0.1 \
-	  --server.headless true --browser.gatherUsageStats false
+	  --server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
 dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237)
 	@$(VENV)/bin/zenml login --local --port $(ZENML_PORT)
@@ -97,6 +97,9 @@ bench: setup ## Print ingestion, training, promotion, rollback and run.py timing
 
 bench-serving: setup ## Benchmark the Seldon endpoint against mlflow models serve
 	@$(PY) benchmarks/bench_serving.py
+
+bench-stacks: setup airflow-venv ## Time the same cold python run.py on the embedded and production stacks
+	@$(PY) benchmarks/bench_stacks.py
 
 lint: $(DEPS_STAMP) ## Check formatting and lint with ruff
 	@$(VENV)/bin/ruff format --check .

@@ -194,6 +194,14 @@ class Catalog:
             rows = connection.execute(select(IMAGES).order_by(IMAGES.c.sha256))
             return [dict(r._mapping) for r in rows]
 
+    def provenance_counts(self) -> dict[str, int]:
+        """Return the number of catalogued images per provenance (``ingest``, ``review``)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(IMAGES.c.provenance, func.count()).group_by(IMAGES.c.provenance)
+            )
+            return {str(provenance): int(count) for provenance, count in rows}
+
     def ingestions(self) -> list[dict[str, Any]]:
         """Return every ingestion row, oldest first."""
         with self.engine.connect() as connection:

@@ -44,6 +44,10 @@ class ImageRecord(BaseModel):
     provenance: str = Field(
         default="ingest", description="How the image entered: ingest or review."
     )
+    # Only expert-reviewed images carry these; left out of the JSON otherwise,
+    # so manifests without reviews serialize (and cache) exactly as before.
+    reviewed_by: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    reviewed_at: datetime | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class SkippedFile(BaseModel):
@@ -84,6 +88,10 @@ class DatasetManifest(BaseModel):
             table[record.split][record.label] += 1
         return table
 
+    def provenance_counts(self) -> dict[str, int]:
+        """Return the number of images per provenance (``ingest``, ``review``)."""
+        return dict(sorted(Counter(r.provenance for r in self.records).items()))
+
     def split_sizes(self) -> dict[str, int]:
         """Return the number of images per split."""
         sizes = Counter(r.split for r in self.records)
@@ -111,6 +119,8 @@ class IngestionReport(BaseModel):
     dry_run: bool = False
     fingerprint: str = ""
     counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    reviewed: int = Field(default=0, description="Expert-reviewed images considered.")
+    provenance: dict[str, int] = Field(default_factory=dict)
 
     def summary(self) -> str:
         """One line a person can read at the end of a run."""
@@ -120,6 +130,9 @@ class IngestionReport(BaseModel):
             f"({self.duplicates} duplicates, {self.conflicts} label conflicts, "
             f"{invalid} invalid or unsupported)"
         )
+        if self.reviewed:
+            merged = self.provenance.get("review", 0)
+            line += f"; {merged} of {self.reviewed} expert-reviewed images merged"
         if self.dry_run:
             return line + "; dry run: nothing uploaded"
         if self.uploaded or self.already_stored:
@@ -258,4 +271,67 @@ def build_manifest(
     report.kept = len(records)
     report.fingerprint = manifest.fingerprint
     report.counts = manifest.counts()
+    report.provenance = manifest.provenance_counts()
     return manifest, report
+
+
+def merge_reviewed(
+    manifest: DatasetManifest,
+    report: IngestionReport,
+    reviewed: list[ImageRecord],
+    skipped: Iterable[SkippedFile] = (),
+) -> tuple[DatasetManifest, IngestionReport]:
+    """Merge expert-reviewed images (provenance ``review``) into a scanned manifest.
+
+    The rules are those of a folder scan: an image already in the reference
+    data under the same label is a duplicate (the reference record is kept);
+    under another label it is a conflict and every copy is left out, with the
+    reason in the report, for a person to settle.
+
+    Args:
+        manifest: The manifest scanned from the reference folder.
+        report: Its scan report, updated here.
+        reviewed: Records of the reviewed images (``clearsight.review.reviewed_records``).
+        skipped: Reviewed images that could not be used, with the reason.
+
+    Returns:
+        The merged manifest and report (fingerprint, counts, provenance recomputed).
+    """
+    skipped = list(skipped)
+    report = report.model_copy(deep=True)
+    report.reviewed = len(reviewed) + len(skipped)
+    report.skipped.extend(skipped)
+    by_hash = {r.sha256: r for r in manifest.records}
+    records = list(manifest.records)
+    conflicted: set[str] = set()
+    for record in reviewed:
+        known = by_hash.get(record.sha256)
+        if known is None:
+            records.append(record)
+            by_hash[record.sha256] = record
+        elif known.label == record.label:
+            report.duplicates += 1
+            report.skipped.append(
+                SkippedFile(path=record.uri, reason=f"duplicate of {known.source_path}")
+            )
+        else:
+            conflicted.add(record.sha256)
+            reason = (
+                f"label conflict: the same image (sha256 {record.sha256[:12]}) was reviewed as "
+                f"'{record.label}' by {record.reviewed_by} and is labelled '{known.label}' at "
+                f"{known.source_path}; fix the label or the review and re-ingest"
+            )
+            for path in (known.source_path, record.uri):
+                report.conflicts += 1
+                report.skipped.append(SkippedFile(path=path, reason=reason))
+    if conflicted:
+        records = [r for r in records if r.sha256 not in conflicted]
+    records.sort(key=lambda r: (r.split, r.label, r.sha256))
+    merged = manifest.model_copy(
+        update={"records": records, "classes": sorted({r.label for r in records})}
+    )
+    report.kept = len(records)
+    report.fingerprint = merged.fingerprint
+    report.counts = merged.counts()
+    report.provenance = merged.provenance_counts()
+    return merged, report

@@ -16,8 +16,11 @@ def ingest_pipeline(
     min_side: int = 8,
     max_pixels: int = 40_000_000,
     split_ratios: list[float] | None = None,
+    include_reviews: bool = True,
 ) -> None:
     """Scan and validate, store new images by content, record in the catalog.
+
+    Images confirmed or corrected in the review app join the folder's images.
 
     With ``dry_run`` the catalog is refreshed and nothing is uploaded: no
     ``dataset`` artifact is produced, so training never sees a dry run.
@@ -29,6 +32,8 @@ def ingest_pipeline(
         min_side: Smallest accepted image side in pixels.
         max_pixels: Decompression-bomb guard, in pixels.
         split_ratios: Train/val/test shares for unsplit folders.
+        include_reviews: Merge the app's expert-reviewed images (provenance
+            ``review``, read from the catalog database) with the folder's.
     """
     candidate, scan_report = scan_images(
         data_dir=data_dir,
@@ -36,6 +41,8 @@ def ingest_pipeline(
         max_pixels=max_pixels,
         split_ratios=split_ratios,
         dry_run=dry_run,
+        catalog_url=catalog_url,
+        include_reviews=include_reviews,
     )
     if dry_run:
         catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)

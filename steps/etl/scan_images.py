@@ -1,16 +1,21 @@
-"""Scan a data folder: validate, hash and de-duplicate every image."""
+"""Scan a data folder: validate, hash and de-duplicate every image; add the reviewed ones."""
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 from tqdm.auto import tqdm
 from zenml import log_metadata, step
+from zenml.io import fileio
 
-from clearsight.dataset import DatasetManifest, IngestionReport, build_manifest
+from clearsight.dataset import DatasetManifest, IngestionReport, build_manifest, merge_reviewed
+from clearsight.errors import DataFolderError
 from clearsight.names import ArtifactName
+from clearsight.review import ReviewStore, reviewed_records
 from materializers import DatasetManifestMaterializer
+from steps.etl.catalog_ingestion import CATALOG_URL_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +30,17 @@ def scan_images(
     max_pixels: int = 40_000_000,
     split_ratios: list[float] | None = None,
     dry_run: bool = False,
+    catalog_url: str | None = None,
+    include_reviews: bool = True,
 ) -> tuple[
     Annotated[DatasetManifest, ArtifactName.CANDIDATE_DATASET],
     Annotated[IngestionReport, ArtifactName.SCAN_REPORT],
 ]:
     """Read every image below ``data_dir`` and decide what enters the dataset.
+
+    The expert-reviewed images of the app's review queue (the labelled
+    production set, kept in the catalog database) are merged in with
+    provenance ``review``, under the same rules as the folder's images.
 
     Args:
         data_dir: Absolute path of the folder to ingest.
@@ -37,20 +48,35 @@ def scan_images(
         max_pixels: Largest accepted width x height (decompression-bomb guard).
         split_ratios: Train/val/test shares for folders without split folders.
         dry_run: Mark the report as a dry run (nothing will be uploaded).
+        catalog_url: Catalog database URL holding the reviews (else
+            ``CLEARSIGHT_CATALOG_URL``); without one, no reviews are merged.
+        include_reviews: Merge the expert-reviewed images.
 
     Returns:
         The candidate manifest (uris are source paths) and the scan report.
     """
+    ratios = tuple(split_ratios or (0.70, 0.15, 0.15))
     manifest, report = build_manifest(
         data_dir,
         min_side=min_side,
         max_pixels=max_pixels,
-        split_ratios=split_ratios or (0.70, 0.15, 0.15),
+        split_ratios=ratios,
         progress=lambda items: tqdm(items, desc="Validating images", unit="img"),
     )
+    url = catalog_url or os.environ.get(CATALOG_URL_ENV)
+    if include_reviews and url:
+        manifest, report = _merge_reviews(manifest, report, url, ratios, min_side, max_pixels)
+    elif include_reviews:
+        logger.info("No catalog URL: no expert-reviewed images to merge.")
     report.dry_run = dry_run
     for skipped in report.skipped:
         logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
+    if report.kept == 0:
+        # An empty dataset version would become "the latest" and break training.
+        raise DataFolderError(
+            f"No valid image in {data_dir} ({report.summary()}); nothing was recorded. "
+            "Check the folder layout (<label>/* or <split>/<label>/*) and the files."
+        )
     logger.info("Scan of %s: %s", data_dir, report.summary())
     log_metadata(
         metadata={
@@ -59,8 +85,42 @@ def scan_images(
             "skipped": len(report.skipped),
             "duplicates": report.duplicates,
             "conflicts": report.conflicts,
+            "reviewed": report.reviewed,
+            "provenance": report.provenance,
         },
         artifact_name=ArtifactName.SCAN_REPORT,
         infer_artifact=True,
     )
     return manifest, report
+
+
+def _read(uri: str) -> bytes:
+    with fileio.open(uri, "rb") as handle:
+        return handle.read()
+
+
+def _merge_reviews(
+    manifest: DatasetManifest,
+    report: IngestionReport,
+    url: str,
+    ratios: tuple[float, ...],
+    min_side: int,
+    max_pixels: int,
+) -> tuple[DatasetManifest, IngestionReport]:
+    store = ReviewStore(url)
+    try:
+        reviewed = store.reviewed_images()
+    finally:
+        store.close()
+    if not reviewed:
+        return manifest, report
+    records, skipped = reviewed_records(
+        reviewed, _read, ratios, min_side=min_side, max_pixels=max_pixels
+    )
+    merged, merged_report = merge_reviewed(manifest, report, records, skipped)
+    logger.info(
+        "Merged %d of %d expert-reviewed images (provenance review).",
+        merged_report.provenance.get("review", 0),
+        len(reviewed),
+    )
+    return merged, merged_report

@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 from tqdm.auto import tqdm
-from zenml import step
+from zenml import log_metadata, step
 from zenml.client import Client
 from zenml.io import fileio
 
@@ -53,4 +53,9 @@ def store_images(
         already,
     )
     final = report.model_copy(update={"uploaded": uploaded, "already_stored": already})
+    log_metadata(  # images per origin: the folder (ingest) or the review app (review)
+        metadata={"provenance": dataset.provenance_counts()},
+        artifact_name=ArtifactName.DATASET,
+        infer_artifact=True,
+    )
     return dataset, final

@@ -136,8 +136,8 @@ def test_run_py_on_the_production_stack(production):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.artifact_bucket)
         for item in page.get("Contents", [])
     ]
-    assert len([k for k in keys if k.endswith(".png")]) == 1797
-    assert any("/model/" in k or "keras" in k for k in keys), keys[:20]
+    assert len([k for k in keys if k.startswith("images/sha256/")]) == 1797
+    assert any(k.startswith("calibrate_model/model/") and k.endswith(".keras") for k in keys)
 
     # The MLflow runs are on the tracking server, their artifacts in the MLflow bucket.
     mlflow = MlflowClient(tracking_uri=settings.mlflow_uri)

@@ -1,0 +1,494 @@
+"""Expert review: the queue of doubtful predictions, the reviews, the audit log.
+
+Three tables live in the same database as the image catalog (SQLite by
+default, any SQLAlchemy URL):
+
+* ``review_predictions``: every prediction kept for review (the answer was
+  uncertain, or a user flagged it), with the image's content hash and where
+  its bytes are stored, the predicted label and confidence, the model that
+  answered, who asked and when;
+* ``reviews``: who confirmed or corrected which prediction, with what label
+  and when; reviewed images form the labelled production set that the next
+  ingestion merges with the reference data (provenance ``review``);
+* ``audit_log``: every review and admin action (deploy, promote, rollback)
+  with who did it, when, and whether it worked.
+
+Framework-free: the caller injects a :class:`~clearsight.storage.ContentStore`
+(the app gives it the active artifact store through ZenML's file I/O).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from clearsight.catalog import check_url
+from clearsight.dataset import ImageRecord, SkippedFile, assign_split
+from clearsight.errors import CatalogError, ClearsightError
+from clearsight.images import DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
+from clearsight.storage import ContentStore
+
+PENDING = "pending"
+REVIEWED = "reviewed"
+CONFIRMED = "confirmed"
+CORRECTED = "corrected"
+REJECTED = "rejected"
+REVIEW_PROVENANCE = "review"
+
+metadata = MetaData()
+
+PREDICTIONS = Table(
+    "review_predictions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("uri", String(4096), nullable=False),
+    Column("filename", String(1024), nullable=False, default=""),
+    Column("format", String(16), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("num_bytes", Integer, nullable=False),
+    Column("label", String(255), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("uncertain", Boolean, nullable=False),
+    Column("flagged", Boolean, nullable=False, default=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("model_name", String(255), nullable=False, default=""),
+    Column("model_version", String(64), nullable=False, default=""),
+    Column("registered_version", String(64), nullable=False, default=""),
+    Column("mlflow_run_id", String(64), nullable=False, default=""),
+    Column("requested_by", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, default=PENDING, index=True),
+)
+
+REVIEWS = Table(
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", Integer, ForeignKey("review_predictions.id"), nullable=False),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("verdict", String(16), nullable=False),
+    Column("label", String(255), nullable=True),
+    Column("predicted_label", String(255), nullable=False),
+    Column("reviewer", String(255), nullable=False),
+    Column("reviewed_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+)
+
+AUDIT_LOG = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255), nullable=False, default=""),
+    Column("outcome", String(16), nullable=False),
+    Column("details", JSON, nullable=False),
+)
+
+
+class ReviewError(ClearsightError):
+    """A review cannot be recorded (unknown item, already reviewed, bad label)."""
+
+
+@dataclass(frozen=True)
+class ReviewedImage:
+    """One image of the labelled production set: its latest usable review."""
+
+    sha256: str
+    label: str
+    uri: str
+    format: str
+    width: int
+    height: int
+    mode: str
+    num_bytes: int
+    reviewer: str
+    reviewed_at: datetime
+    verdict: str
+    predicted_label: str
+    model_version: str
+    prediction_id: int
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every time here is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class ReviewStore:
+    """Read and write the review queue, the reviews and the audit log."""
+
+    def __init__(self, url: str) -> None:
+        self.url = check_url(url)
+        parsed = make_url(url)
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, future=True)
+            metadata.create_all(self.engine)
+        except (OSError, SQLAlchemyError) as error:
+            raise CatalogError(
+                f"Cannot open the review tables at {parsed.render_as_string(hide_password=True)}:"
+                f" {error.__class__.__name__}: {error}"
+            ) from error
+
+    # The queue -----------------------------------------------------------
+
+    def keep_prediction(
+        self,
+        data: bytes,
+        answer: dict[str, Any],
+        *,
+        store: ContentStore,
+        requested_by: str,
+        threshold: float,
+        flagged: bool = False,
+        filename: str = "",
+        model: dict[str, Any] | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> int:
+        """Store the image by content and queue its prediction for review.
+
+        A pending entry for the same image and model version is reused (and
+        marked flagged when asked), so uploading an image twice queues it once.
+
+        Args:
+            data: The image bytes the endpoint answered for.
+            answer: One answer of the endpoint (``label``, ``confidence``,
+                ``probabilities``).
+            store: Where the image bytes are kept, by SHA-256.
+            requested_by: The user who asked for the prediction.
+            threshold: The confidence threshold in force for ``uncertain``.
+            flagged: The user asked for a review explicitly.
+            filename: The uploaded file's name, for the reviewer.
+            model: The answering model (``model_name``, ``model_version``,
+                ``registered_version``, ``mlflow_run_id``).
+            max_pixels: Decompression-bomb guard for the stored image.
+
+        Returns:
+            The id of the queue entry.
+
+        Raises:
+            InvalidImageError: When ``data`` is not a usable JPEG/PNG.
+        """
+        info = inspect_image(data, min_side=1, max_pixels=max_pixels)
+        model = model or {}
+        confidence = float(answer["confidence"])
+        uncertain = confidence < threshold
+        version = str(model.get("model_version", ""))
+        uri = store.uri_for(info.sha256, info.format)
+        if not store.fs.exists(uri):
+            store.put(uri, data)
+        with self.engine.begin() as connection:
+            existing = connection.execute(
+                select(PREDICTIONS.c.id, PREDICTIONS.c.flagged).where(
+                    PREDICTIONS.c.sha256 == info.sha256,
+                    PREDICTIONS.c.model_version == version,
+                    PREDICTIONS.c.status == PENDING,
+                )
+            ).first()
+            if existing is not None:
+                if flagged and not existing.flagged:
+                    connection.execute(
+                        update(PREDICTIONS)
+                        .where(PREDICTIONS.c.id == existing.id)
+                        .values(flagged=True)
+                    )
+                return int(existing.id)
+            return int(
+                connection.execute(
+                    insert(PREDICTIONS).values(
+                        sha256=info.sha256,
+                        uri=uri,
+                        filename=filename[:1024],
+                        format=info.format,
+                        width=info.width,
+                        height=info.height,
+                        mode=info.mode,
+                        num_bytes=info.num_bytes,
+                        label=str(answer["label"]),
+                        confidence=confidence,
+                        threshold=float(threshold),
+                        uncertain=uncertain,
+                        flagged=flagged,
+                        probabilities={
+                            str(k): float(v) for k, v in answer.get("probabilities", {}).items()
+                        },
+                        model_name=str(model.get("model_name", "")),
+                        model_version=version,
+                        registered_version=str(model.get("registered_version", "")),
+                        mlflow_run_id=str(model.get("mlflow_run_id", "")),
+                        requested_by=requested_by,
+                        created_at=datetime.now(UTC),
+                        status=PENDING,
+                    )
+                ).inserted_primary_key[0]
+            )
+
+    def queue(self, status: str | None = PENDING, limit: int = 200) -> list[dict[str, Any]]:
+        """Queue entries, oldest first (``status=None``: every entry)."""
+        query = select(PREDICTIONS).order_by(PREDICTIONS.c.created_at, PREDICTIONS.c.id)
+        if status is not None:
+            query = query.where(PREDICTIONS.c.status == status)
+        with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(query.limit(limit))]
+
+    def pending_count(self) -> int:
+        """Number of predictions waiting for a review."""
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(PREDICTIONS)
+                    .where(PREDICTIONS.c.status == PENDING)
+                ).scalar_one()
+            )
+
+    def review(
+        self,
+        prediction_id: int,
+        *,
+        reviewer: str,
+        label: str | None,
+        note: str = "",
+        reject: bool = False,
+    ) -> dict[str, Any]:
+        """Confirm or correct a queued prediction, or reject the image.
+
+        Args:
+            prediction_id: The queue entry.
+            reviewer: Who reviewed it.
+            label: The true label (``None`` when rejecting).
+            note: Free text for the record.
+            reject: The image is unusable (not a valid case); it is left out
+                of the labelled set.
+
+        Returns:
+            The review row.
+
+        Raises:
+            ReviewError: Unknown entry, already reviewed, or a label outside
+                the model's classes.
+        """
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            row = connection.execute(
+                select(PREDICTIONS).where(PREDICTIONS.c.id == prediction_id)
+            ).first()
+            if row is None:
+                raise ReviewError(f"No prediction #{prediction_id} in the review queue.")
+            if reject:
+                verdict, label = REJECTED, None
+            else:
+                classes = set(row.probabilities or {})
+                if not label or (classes and label not in classes):
+                    raise ReviewError(
+                        f"Label {label!r} is not one of the model's classes: {sorted(classes)}."
+                    )
+                verdict = CONFIRMED if label == row.label else CORRECTED
+            claimed = connection.execute(
+                update(PREDICTIONS)
+                .where(PREDICTIONS.c.id == prediction_id, PREDICTIONS.c.status == PENDING)
+                .values(status=REVIEWED)
+            )
+            if claimed.rowcount != 1:
+                earlier = connection.execute(
+                    select(REVIEWS.c.reviewer, REVIEWS.c.reviewed_at)
+                    .where(REVIEWS.c.prediction_id == prediction_id)
+                    .order_by(REVIEWS.c.id.desc())
+                ).first()
+                who = f" by {earlier.reviewer} at {earlier.reviewed_at}" if earlier else ""
+                raise ReviewError(f"Prediction #{prediction_id} was already reviewed{who}.")
+            values = {
+                "prediction_id": prediction_id,
+                "sha256": row.sha256,
+                "verdict": verdict,
+                "label": label,
+                "predicted_label": row.label,
+                "reviewer": reviewer,
+                "reviewed_at": now,
+                "note": note,
+            }
+            review_id = connection.execute(insert(REVIEWS).values(**values)).inserted_primary_key[0]
+            connection.execute(
+                insert(AUDIT_LOG).values(
+                    at=now,
+                    actor=reviewer,
+                    role="reviewer",
+                    action=f"review:{verdict}",
+                    target=f"prediction #{prediction_id} ({row.sha256[:12]})",
+                    outcome="ok",
+                    details={"label": label, "predicted": row.label, "note": note},
+                )
+            )
+        return {"id": int(review_id), **values}
+
+    def reviews(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Every review, newest first."""
+        query = select(REVIEWS).order_by(REVIEWS.c.reviewed_at.desc(), REVIEWS.c.id.desc())
+        with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(query.limit(limit))]
+
+    def reviewed_images(self) -> list[ReviewedImage]:
+        """The labelled production set: per image, its latest review, unless rejected."""
+        query = (
+            select(REVIEWS, PREDICTIONS)
+            .join(PREDICTIONS, PREDICTIONS.c.id == REVIEWS.c.prediction_id)
+            .order_by(REVIEWS.c.reviewed_at, REVIEWS.c.id)
+        )
+        latest: dict[str, ReviewedImage | None] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(query):
+                m = row._mapping
+                if m[REVIEWS.c.verdict] == REJECTED:
+                    latest[m[REVIEWS.c.sha256]] = None
+                    continue
+                latest[m[REVIEWS.c.sha256]] = ReviewedImage(
+                    sha256=m[REVIEWS.c.sha256],
+                    label=m[REVIEWS.c.label],
+                    uri=m[PREDICTIONS.c.uri],
+                    format=m[PREDICTIONS.c.format],
+                    width=m[PREDICTIONS.c.width],
+                    height=m[PREDICTIONS.c.height],
+                    mode=m[PREDICTIONS.c.mode],
+                    num_bytes=m[PREDICTIONS.c.num_bytes],
+                    reviewer=m[REVIEWS.c.reviewer],
+                    reviewed_at=_utc(m[REVIEWS.c.reviewed_at]),
+                    verdict=m[REVIEWS.c.verdict],
+                    predicted_label=m[REVIEWS.c.predicted_label],
+                    model_version=m[PREDICTIONS.c.model_version],
+                    prediction_id=m[PREDICTIONS.c.id],
+                )
+        return sorted((r for r in latest.values() if r is not None), key=lambda r: r.sha256)
+
+    # The audit log -------------------------------------------------------
+
+    def record_action(
+        self,
+        *,
+        actor: str,
+        role: str,
+        action: str,
+        target: str = "",
+        outcome: str = "ok",
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one admin (or other) action to the audit log."""
+        with self.engine.begin() as connection:
+            return int(
+                connection.execute(
+                    insert(AUDIT_LOG).values(
+                        at=datetime.now(UTC),
+                        actor=actor,
+                        role=role,
+                        action=action,
+                        target=target,
+                        outcome=outcome,
+                        details=details or {},
+                    )
+                ).inserted_primary_key[0]
+            )
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest audit entries, newest first."""
+        query = select(AUDIT_LOG).order_by(AUDIT_LOG.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(r._mapping) for r in connection.execute(query)]
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+
+def reviewed_records(
+    reviewed: Iterable[ReviewedImage],
+    read: Callable[[str], bytes],
+    split_ratios: tuple[float, float, float],
+    *,
+    min_side: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[list[ImageRecord], list[SkippedFile]]:
+    """Turn the labelled production set into dataset records, re-validating every image.
+
+    Each stored image is read back and decoded: bytes that are missing,
+    unreadable or no longer match their hash are skipped with the reason.
+    Splits come from the content hash, like any unsplit folder, so a reviewed
+    image never moves between splits when reviews accumulate.
+
+    Args:
+        reviewed: The reviewed images (``ReviewStore.reviewed_images()``).
+        read: Reads the bytes at a store URI (``zenml.io.fileio`` in a step).
+        split_ratios: Train, val and test shares.
+        min_side: Smallest accepted image side.
+        max_pixels: Decompression-bomb guard.
+
+    Returns:
+        Records with provenance ``review`` (uris in the store) and the skipped images.
+    """
+    records: list[ImageRecord] = []
+    skipped: list[SkippedFile] = []
+    for image in reviewed:
+        where = f"review of prediction #{image.prediction_id} ({image.uri})"
+        try:
+            data = read(image.uri)
+        except (OSError, FileNotFoundError) as error:
+            skipped.append(SkippedFile(path=where, reason=f"unreadable: {error}"))
+            continue
+        try:
+            info = inspect_image(data, min_side=min_side, max_pixels=max_pixels)
+        except InvalidImageError as error:
+            skipped.append(SkippedFile(path=where, reason=str(error)))
+            continue
+        if info.sha256 != image.sha256:
+            skipped.append(
+                SkippedFile(path=where, reason="stored bytes no longer match their SHA-256")
+            )
+            continue
+        records.append(
+            ImageRecord(
+                sha256=info.sha256,
+                label=image.label,
+                split=assign_split(info.sha256, split_ratios),
+                uri=image.uri,
+                width=info.width,
+                height=info.height,
+                mode=info.mode,
+                format=info.format,
+                num_bytes=info.num_bytes,
+                source_path=image.uri,
+                provenance=REVIEW_PROVENANCE,
+                reviewed_by=image.reviewer,
+                reviewed_at=image.reviewed_at,
+            )
+        )
+    return records, skipped

@@ -1,0 +1,358 @@
+"""Every page of the review app with Streamlit's AppTest, against the real served model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+import streamlit as st
+from PIL import Image
+from streamlit import dataframe_util
+from streamlit.testing.v1 import AppTest
+from zenml.client import Client
+from zenml.enums import ExecutionStatus
+
+from clearsight.catalog import Catalog
+from clearsight.images import sha256_bytes
+from clearsight.names import ArtifactName
+from clearsight.review import ReviewStore
+from tests.conftest import ROOT
+from tests.ui.conftest import ADMIN, REVIEWER, UI_MODEL, free_port
+
+pytestmark = pytest.mark.integration
+MAIN = str(ROOT / "ui" / "main.py")
+
+
+def app(user: tuple[str, str] | None = None) -> AppTest:
+    st.cache_data.clear()  # the pages cache ZenML reads for a few seconds
+    at = AppTest.from_file(MAIN, default_timeout=300)
+    at.run()
+    if user is not None:
+        sign_in(at, *user)
+        assert not at.exception, at.exception
+        assert [t.value for t in at.title] == ["Predict"], [e.value for e in at.error]
+    return at
+
+
+def sign_in(at: AppTest, name: str, password: str) -> None:
+    at.text_input(key="login_name").set_value(name)
+    at.text_input(key="login_password").set_value(password)
+    at.button[0].click().run()
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"views/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask_endpoint(url: str, image: bytes) -> dict:
+    response = requests.post(url, json={"binData": base64.b64encode(image).decode()}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["jsonData"]["predictions"][0]
+
+
+def digit(digits_dir, label: str, index: int = 0) -> bytes:
+    return sorted((digits_dir / "test" / label).glob("*.png"))[index].read_bytes()
+
+
+def upscaled(data: bytes, side: int = 24) -> bytes:
+    """The same digit at another size: new bytes, as a new production image would be."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).resize((side, side), Image.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def chart_rows(at: AppTest, index: int) -> list[tuple[str, float]]:
+    chart = at.get("vega_lite_chart")[index].proto
+    bars = json.loads(chart.spec)["layer"][0]["data"]["name"]
+    (data,) = [d.data.data for d in chart.datasets if d.name == bars]
+    table = dataframe_util.convert_arrow_bytes_to_pandas_df(data)
+    return list(zip(table["class"], table["probability"], strict=True))
+
+
+def test_sign_in_refuses_bad_passwords_and_gives_roles(served_app):
+    at = app()
+    assert [t.value for t in at.title] == ["Clearsight"]
+    sign_in(at, ADMIN[0], "not-the-password")
+    assert any("wrong password" in e.value for e in at.error)
+    assert [t.value for t in at.title] == ["Clearsight"]
+
+    at = app(REVIEWER)
+    assert any(f"Signed in as **{REVIEWER[0]}** (reviewer)" in c.value for c in at.sidebar.caption)
+    page(at, "models")
+    assert any("for admins" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key in ("deploy", "rollback", "promote")]
+
+
+def test_missing_users_file_names_the_command(served_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("CLEARSIGHT_UI_USERS", str(tmp_path / "none.yaml"))
+    at = app()
+    sign_in(at, *ADMIN)
+    assert any("python -m ui.users add NAME --role admin" in e.value for e in at.error)
+
+
+def test_predict_shows_the_endpoints_top_k_and_queues_uncertain_answers(served_app, digits_dir):
+    three, seven = digit(digits_dir, "3"), digit(digits_dir, "7")
+    at = app(ADMIN)
+    at.slider(key="top_k").set_value(4)
+    at.file_uploader(key="uploads").set_value(
+        [
+            ("three.png", three, "image/png"),
+            ("seven.png", seven, "image/png"),
+            ("notes.png", b"this is not an image", "image/png"),
+        ]
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert any("notes.png: not usable" in w.value for w in at.warning)
+    for index, image in enumerate((three, seven)):
+        expected = ask_endpoint(served_app.prediction_url, image)
+        assert at.subheader[index].value == f"{expected['label']} · {expected['confidence']:.2%}"
+        ranked = sorted(expected["probabilities"].items(), key=lambda kv: -kv[1])[:4]
+        shown = chart_rows(at, index)
+        assert [label for label, _ in shown] == [label for label, _ in ranked]
+        assert [p for _, p in shown] == pytest.approx([p for _, p in ranked], abs=1e-9)
+    answered = [c.value for c in at.caption if c.value.startswith("Answered by")]
+    assert answered and all(f"{UI_MODEL} v{served_app.champion} " in c for c in answered)
+
+    # Above every confidence: both answers are uncertain and queued for review, once.
+    at.slider(key="threshold").set_value(1.0).run()
+    warnings = [w.value for w in at.warning if w.value.startswith("Uncertain: send for expert")]
+    assert len(warnings) == 2
+    store = ReviewStore(served_app.catalog_url)
+    queued = {e["sha256"]: e for e in store.queue()}
+    for image in (three, seven):
+        entry = queued[sha256_bytes(image)]
+        assert entry["requested_by"] == ADMIN[0] and entry["uncertain"] and not entry["flagged"]
+        assert entry["model_version"] == str(served_app.champion)
+        assert entry["threshold"] == 1.0
+    at.run()  # a rerun neither asks the endpoint again nor queues twice
+    assert len(store.queue()) == len(queued)
+    store.close()
+
+
+def test_endpoint_down_says_how_to_start_it(served_app, monkeypatch, tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text(served_app.train_config.read_text().replace(UI_MODEL, "never-served"))
+    monkeypatch.setenv("CLEARSIGHT_TRAIN_CONFIG", str(config))
+    at = app(ADMIN)
+    assert any("no running server serves never-served" in e.value for e in at.error)
+    assert any(c.value == "python run.py deploy" for c in at.code)
+    assert not at.file_uploader  # nothing to upload to
+
+    monkeypatch.setenv(
+        "CLEARSIGHT_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}/api/v1.0/predictions"
+    )
+    at = app(ADMIN)
+    assert any("does not answer" in e.value for e in at.error)
+    assert any(c.value == "python run.py deploy" for c in at.code)
+
+
+def test_reviews_record_who_and_feed_the_next_ingestion(served_app, digits_dir):
+    from pipelines import ingest_pipeline
+
+    new_three = upscaled(digit(digits_dir, "3", 1))  # not in the reference data
+    known_eight = digit(digits_dir, "8", 1)  # in the reference data, as an 8
+    at = app(REVIEWER)
+    at.slider(key="threshold").set_value(1.0)
+    at.file_uploader(key="uploads").set_value(
+        [("new-three.png", new_three, "image/png"), ("eight.png", known_eight, "image/png")]
+    )
+    at.run()
+    assert not at.exception, at.exception
+    store = ReviewStore(served_app.catalog_url)
+    ids = {e["sha256"]: e["id"] for e in store.queue()}
+    new_id, eight_id = ids[sha256_bytes(new_three)], ids[sha256_bytes(known_eight)]
+
+    page(at, "review")
+    assert at.title[0].value == "Review queue"
+    at.selectbox(key=f"label_{new_id}").set_value("3")
+    at.text_input(key=f"note_{new_id}").set_value("clear three")
+    at.button(key=f"save_{new_id}").click().run()
+    assert not at.exception, at.exception
+    at.selectbox(key=f"label_{eight_id}").set_value("0")  # a wrong review: conflicts later
+    at.button(key=f"save_{eight_id}").click().run()
+    assert not [b for b in at.button if b.key in (f"save_{new_id}", f"save_{eight_id}")]
+
+    by_sha = {r["sha256"]: r for r in store.reviews()}
+    review = by_sha[sha256_bytes(new_three)]
+    assert review["reviewer"] == REVIEWER[0] and review["label"] == "3"
+    assert review["note"] == "clear three" and review["reviewed_at"] is not None
+    assert by_sha[sha256_bytes(known_eight)]["verdict"] == "corrected"
+    audit = [(a["actor"], a["action"]) for a in store.audit_log()]
+    assert (REVIEWER[0], f"review:{review['verdict']}") in audit
+    store.close()
+
+    # The next ingestion merges the reviewed image, with its provenance and reviewer.
+    run = ingest_pipeline(data_dir=str(digits_dir), catalog_url=served_app.catalog_url)
+    run = Client().get_pipeline_run(run.id)
+    dataset = run.steps["store_images"].outputs[ArtifactName.DATASET][0]
+    manifest = dataset.load()
+    report = run.steps["store_images"].outputs[ArtifactName.INGESTION_REPORT][0].load()
+    reviewed = [r for r in manifest.records if r.provenance == "review"]
+    assert [(r.sha256, r.label, r.reviewed_by) for r in reviewed] == [
+        (sha256_bytes(new_three), "3", REVIEWER[0])
+    ]
+    assert sha256_bytes(known_eight) not in {r.sha256 for r in manifest.records}  # conflict
+    assert any("reviewed as '0' by rita" in s.reason for s in report.skipped)
+    assert manifest.provenance_counts() == {"ingest": 1797 - 1, "review": 1}
+    assert dataset.run_metadata["provenance"] == {"ingest": 1796, "review": 1}
+    assert report.reviewed == 2 and "1 of 2 expert-reviewed images merged" in report.summary()
+    catalog = Catalog(served_app.catalog_url)
+    rows = {r["sha256"]: r for r in catalog.images()}
+    assert rows[sha256_bytes(new_three)]["provenance"] == "review"
+    assert catalog.provenance_counts()["review"] == 1
+    catalog.close()
+
+    page(at, "review")
+    assert any("review 1" in c.value for c in at.caption)  # the catalog's counts
+
+
+def test_models_page_shows_the_gate_and_admins_act_with_an_audit_trail(served_app):
+    version = Client().get_model_version(UI_MODEL, served_app.champion)
+    decision_run = Client().list_pipeline_runs(pipeline="promote", sort_by="desc:created").items
+    decision = next(
+        r.steps["promotion_gate"].outputs[ArtifactName.PROMOTION_DECISION][0].load()
+        for r in decision_run
+        if r.config.parameters.get("model_name") == UI_MODEL
+    )
+    at = page(app(ADMIN), "models")
+    assert at.subheader[0].value == f"Champion: {UI_MODEL} v{served_app.champion}"
+    accuracy = version.run_metadata["test_accuracy"]
+    assert at.metric[0].value == f"{accuracy:.4f}"
+    assert at.markdown[0].value == "\n".join(f"- {r}" for r in decision.reasons)
+    assert at.success[0].value.startswith(f"v{served_app.champion} passed: promoted")
+    assert at.radio(key="report").options == [
+        "Data drift (train vs test or new data)",
+        "Challenger quality",
+        "Quality test suite",
+    ]
+    at.toggle(key="show_report").set_value(True).run()
+    (report,) = at.get("iframe")
+    assert "evidently" in report.proto.srcdoc.lower()
+
+    # Admin actions run run.py with --actor and are audited, failures too.
+    at.checkbox(key="confirm").check().run()
+    at.button(key="rollback").click().run()
+    assert not at.exception, at.exception
+    assert any("rollback previous champion: failed" in e.value for e in at.error)
+    at.button(key="deploy").click().run()
+    assert any("deploy champion: done" in s.value for s in at.success), [c.value for c in at.code]
+    store = ReviewStore(served_app.catalog_url)
+    audit = [(a["actor"], a["action"], a["outcome"]) for a in store.audit_log()][:2]
+    assert audit == [(ADMIN[0], "deploy", "ok"), (ADMIN[0], "rollback", "failed")]
+    assert "no previous champion" in store.audit_log()[1]["details"]["output_tail"]
+    store.close()
+    deploy_run = Client().get_pipeline("deploy").last_run
+    assert f"actor:{ADMIN[0]}" in [t.name for t in deploy_run.tags]
+    assert at.dataframe[-1].value["who"].tolist()[:2] == [ADMIN[0], ADMIN[0]]
+
+
+def test_runs_page_lists_recent_runs(served_app):
+    at = page(app(REVIEWER), "runs")
+    (runs,) = at.dataframe
+    table = runs.value
+    latest = Client().list_pipeline_runs(sort_by="desc:created", size=5).items
+    assert table["run"].tolist()[:5] == [r.name for r in latest]
+    assert set(table["pipeline"]) >= {"ingest", "train", "promote", "deploy"}
+    assert set(table["status"]) <= {s.value for s in ExecutionStatus}
+    assert table["duration_s"].dropna().gt(0).all()
+    assert any("make dashboard" in i.value for i in at.info)  # no server: says how to get links
+
+
+def test_metrics_port_exports_the_apps_metrics(served_app, digits_dir):
+    def scrape() -> dict[str, float]:
+        text = requests.get(f"http://127.0.0.1:{served_app.metrics_port}/metrics", timeout=5).text
+        values: dict[str, float] = {}
+        for name, labels, number in re.findall(
+            r"^(clearsight_ui_\w+?)(\{[^}]*\})? ([0-9.e+-]+)$", text, re.MULTILINE
+        ):
+            values[name + labels] = float(number)
+            if labels:  # also the total over the labels
+                values[name] = values.get(name, 0.0) + float(number)
+        return values
+
+    before = scrape()
+    image = upscaled(digit(digits_dir, "5", 2), side=20)
+    at = app(REVIEWER)
+    at.slider(key="threshold").set_value(1.0)
+    at.file_uploader(key="uploads").set_value(("five.png", image, "image/png")).run()
+    (entry,) = [
+        e for e in ReviewStore(served_app.catalog_url).queue() if e["sha256"] == sha256_bytes(image)
+    ]
+    page(at, "review")
+    at.button(key=f"save_{entry['id']}").click().run()
+    after = scrape()
+
+    def grew(name: str, by: float = 1) -> bool:
+        return after.get(name, 0) - before.get(name, 0) >= by
+
+    assert grew('clearsight_ui_page_views_total{page="Predict"}')
+    assert grew('clearsight_ui_page_views_total{page="Review queue"}')
+    assert grew("clearsight_ui_uploads_total")
+    assert grew("clearsight_ui_predictions_requested_total")
+    assert grew("clearsight_ui_upload_to_answer_seconds_count")
+    assert grew('clearsight_ui_reviews_total{verdict="confirmed"}') or grew(
+        'clearsight_ui_reviews_total{verdict="corrected"}'
+    )
+    assert grew('clearsight_ui_logins_total{outcome="ok"}')
+
+
+def test_shipped_prometheus_config_scrapes_the_app():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "stack" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = jobs["clearsight-ui"]["static_configs"][0]["targets"]
+    assert targets == ["127.0.0.1:8502"]
+    result = subprocess.run(
+        ["promtool", "check", "config", str(ROOT / "stack" / "prometheus" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_users_cli_adds_hashed_users(tmp_path):
+    users = tmp_path / "users.yaml"
+    add = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ui.users",
+            "add",
+            "zoe",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--file",
+            str(users),
+        ],
+        input="a-long-password\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert add.returncode == 0, add.stderr
+    content = users.read_text()
+    assert "a-long-password" not in content and "pbkdf2_sha256$" in content
+    assert oct(users.stat().st_mode & 0o777) == "0o600"
+    from ui.users import authenticate
+
+    assert authenticate(users, "zoe", "a-long-password").role == "admin"
+    assert authenticate(users, "zoe", "a-long-passwor") is None
+    short = subprocess.run(
+        [sys.executable, "-m", "ui.users", "add", "x", "--password-stdin", "--file", str(users)],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert short.returncode != 0 and "at least 8" in short.stderr

@@ -1,0 +1,203 @@
+"""The review queue, reviews, audit log and the merge of reviewed images into a dataset."""
+
+from __future__ import annotations
+
+import pytest
+
+from clearsight.catalog import Catalog, sqlite_url
+from clearsight.dataset import build_manifest, merge_reviewed
+from clearsight.images import inspect_image
+from clearsight.review import (
+    CONFIRMED,
+    CORRECTED,
+    PENDING,
+    REVIEWED,
+    ReviewError,
+    ReviewStore,
+    reviewed_records,
+)
+from clearsight.storage import ContentStore, LocalFileSystem
+from tests.unit.conftest import image_bytes
+
+RATIOS = (0.7, 0.15, 0.15)
+MODEL = {"model_name": "m", "model_version": "3", "registered_version": "2", "mlflow_run_id": "r"}
+
+
+def answer(label: str, confidence: float) -> dict:
+    rest = (1 - confidence) / 2
+    others = [c for c in ("cat", "dog", "fox") if c != label]
+    return {
+        "label": label,
+        "confidence": confidence,
+        "probabilities": {label: confidence, others[0]: rest, others[1]: rest},
+    }
+
+
+@pytest.fixture()
+def stores(tmp_path):
+    url = sqlite_url(tmp_path / "catalog.db")
+    reviews = ReviewStore(url)
+    content = ContentStore(str(tmp_path / "store"), LocalFileSystem())
+    yield url, reviews, content
+    reviews.close()
+
+
+def read(uri: str) -> bytes:
+    with open(uri, "rb") as handle:
+        return handle.read()
+
+
+def test_queue_keeps_image_by_content_and_once_per_model_version(stores):
+    _, reviews, content = stores
+    data = image_bytes(1)
+    first = reviews.keep_prediction(
+        data, answer("cat", 0.55), store=content, requested_by="ann", threshold=0.7, model=MODEL
+    )
+    again = reviews.keep_prediction(
+        data,
+        answer("cat", 0.55),
+        store=content,
+        requested_by="bob",
+        threshold=0.7,
+        flagged=True,
+        model=MODEL,
+    )
+    assert again == first
+    (entry,) = reviews.queue()
+    assert entry["uncertain"] and entry["flagged"] and entry["status"] == PENDING
+    assert entry["sha256"] == inspect_image(data).sha256
+    assert entry["model_version"] == "3" and entry["requested_by"] == "ann"
+    assert read(entry["uri"]) == data  # stored under its hash
+    assert entry["sha256"] in entry["uri"]
+    other = reviews.keep_prediction(
+        data, answer("cat", 0.55), store=content, requested_by="ann", threshold=0.7
+    )
+    assert other != first  # another model version: another entry
+    assert reviews.pending_count() == 2
+
+
+def test_review_confirms_or_corrects_records_who_and_refuses_twice(stores):
+    _, reviews, content = stores
+    ids = [
+        reviews.keep_prediction(
+            image_bytes(seed), answer("cat", 0.6), store=content, requested_by="u", threshold=0.7
+        )
+        for seed in (1, 2, 3)
+    ]
+    confirmed = reviews.review(ids[0], reviewer="rita", label="cat")
+    corrected = reviews.review(ids[1], reviewer="rita", label="dog", note="ears")
+    assert confirmed["verdict"] == CONFIRMED and corrected["verdict"] == CORRECTED
+    assert corrected["predicted_label"] == "cat" and corrected["reviewer"] == "rita"
+    with pytest.raises(ReviewError, match="already reviewed by rita"):
+        reviews.review(ids[0], reviewer="sam", label="dog")
+    with pytest.raises(ReviewError, match="not one of the model's classes"):
+        reviews.review(ids[2], reviewer="sam", label="zebra")
+    reviews.review(ids[2], reviewer="sam", label=None, reject=True)
+    assert reviews.pending_count() == 0
+    assert {e["status"] for e in reviews.queue(status=None)} == {REVIEWED}
+
+    reviewed = reviews.reviewed_images()  # the rejected image is left out
+    assert sorted((r.label, r.reviewer, r.verdict) for r in reviewed) == [
+        ("cat", "rita", CONFIRMED),
+        ("dog", "rita", CORRECTED),
+    ]
+    actions = [(a["actor"], a["action"]) for a in reviews.audit_log()]
+    assert actions == [
+        ("sam", "review:rejected"),
+        ("rita", "review:corrected"),
+        ("rita", "review:confirmed"),
+    ]
+
+
+def test_latest_review_of_an_image_wins(stores):
+    _, reviews, content = stores
+    data = image_bytes(5)
+    first = reviews.keep_prediction(
+        data, answer("cat", 0.5), store=content, requested_by="u", threshold=0.7
+    )
+    reviews.review(first, reviewer="a", label="cat")
+    second = reviews.keep_prediction(  # asked again after the review: queued again
+        data, answer("cat", 0.5), store=content, requested_by="u", threshold=0.7
+    )
+    assert second != first
+    reviews.review(second, reviewer="b", label="fox")
+    (only,) = reviews.reviewed_images()
+    assert (only.label, only.reviewer) == ("fox", "b")
+
+
+def test_audit_log_records_admin_actions(stores):
+    _, reviews, _ = stores
+    reviews.record_action(
+        actor="ada", role="admin", action="deploy", outcome="failed", details={"rc": 1}
+    )
+    (entry,) = reviews.audit_log()
+    assert (entry["actor"], entry["role"], entry["outcome"]) == ("ada", "admin", "failed")
+    assert entry["details"] == {"rc": 1}
+
+
+def test_reviewed_images_merge_into_the_manifest_with_provenance(stores, tmp_path):
+    url, reviews, content = stores
+    folder = tmp_path / "data"
+    for label, seeds in (("cat", (10, 11, 12)), ("dog", (20, 21, 22))):
+        (folder / label).mkdir(parents=True)
+        for seed in seeds:
+            (folder / label / f"{seed}.png").write_bytes(image_bytes(seed))
+    manifest, report = build_manifest(folder, split_ratios=RATIOS)
+    assert report.provenance == {"ingest": 6}
+
+    def queue(seed: int, predicted: str) -> int:
+        return reviews.keep_prediction(
+            image_bytes(seed),
+            answer(predicted, 0.5),
+            store=content,
+            requested_by="u",
+            threshold=0.7,
+        )
+
+    reviews.review(queue(30, "cat"), reviewer="rita", label="fox")  # new image, new class
+    reviews.review(queue(10, "dog"), reviewer="rita", label="cat")  # already there, same label
+    reviews.review(queue(20, "dog"), reviewer="sam", label="cat")  # conflicts with the folder
+    records, skipped = reviewed_records(reviews.reviewed_images(), read, RATIOS)
+    assert not skipped and len(records) == 3
+    merged, merged_report = merge_reviewed(manifest, report, records, skipped)
+
+    by_sha = {r.sha256: r for r in merged.records}
+    new = by_sha[inspect_image(image_bytes(30)).sha256]
+    assert (new.label, new.provenance, new.reviewed_by) == ("fox", "review", "rita")
+    assert new.uri.startswith(content.images_root) and new.reviewed_at is not None
+    assert by_sha[inspect_image(image_bytes(10)).sha256].provenance == "ingest"
+    assert inspect_image(image_bytes(20)).sha256 not in by_sha  # conflict: every copy out
+    assert merged.classes == ["cat", "dog", "fox"]
+    assert merged.provenance_counts() == {"ingest": 5, "review": 1}
+    assert merged_report.provenance == {"ingest": 5, "review": 1}
+    assert merged_report.reviewed == 3 and merged_report.kept == 6
+    assert merged_report.duplicates == 1 and merged_report.conflicts == 2
+    assert any("reviewed as 'cat' by sam" in s.reason for s in merged_report.skipped)
+    assert merged_report.fingerprint == merged.fingerprint != manifest.fingerprint
+    assert "1 of 3 expert-reviewed images merged" in merged_report.summary()
+
+    # Manifests without reviews serialize as before (no review fields).
+    assert "reviewed_by" not in manifest.model_dump_json()
+    assert "reviewed_by" in merged.model_dump_json()
+
+    # The catalog records the merged images with their provenance.
+    catalog = Catalog(url)
+    catalog.record_ingestion(merged, merged_report)
+    assert catalog.provenance_counts() == {"ingest": 5, "review": 1}
+    catalog.close()
+
+
+def test_reviewed_bytes_are_revalidated(stores):
+    _, reviews, content = stores
+    reviews.review(
+        reviews.keep_prediction(
+            image_bytes(40), answer("cat", 0.5), store=content, requested_by="u", threshold=0.7
+        ),
+        reviewer="r",
+        label="cat",
+    )
+    (image,) = reviews.reviewed_images()
+    with open(image.uri, "wb") as handle:  # the stored file was tampered with
+        handle.write(image_bytes(41))
+    records, skipped = reviewed_records([image], read, RATIOS)
+    assert not records and "no longer match" in skipped[0].reason

@@ -1,0 +1,99 @@
+"""The app's settings: every one has a default and an environment variable.
+
+Credentials never live here: the users file (hashed passwords) is outside git,
+at ``.state/ui-users.yaml`` unless ``CLEARSIGHT_UI_USERS`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from clearsight.catalog import sqlite_url
+from clearsight.names import DEFAULT_MODEL_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE_DIR = ROOT / ".state"
+
+USERS_ENV = "CLEARSIGHT_UI_USERS"
+METRICS_PORT_ENV = "CLEARSIGHT_UI_METRICS_PORT"
+CATALOG_URL_ENV = "CLEARSIGHT_CATALOG_URL"
+ENDPOINT_URL_ENV = "CLEARSIGHT_ENDPOINT_URL"
+TRAIN_CONFIG_ENV = "CLEARSIGHT_TRAIN_CONFIG"
+DEPLOY_CONFIG_ENV = "CLEARSIGHT_DEPLOY_CONFIG"
+MLFLOW_UI_ENV = "CLEARSIGHT_MLFLOW_UI_URL"
+DASHBOARD_ENV = "CLEARSIGHT_ZENML_DASHBOARD_URL"
+PYTHON_ENV = "CLEARSIGHT_PYTHON"
+
+DEFAULT_METRICS_PORT = 8502
+START_ENDPOINT = "python run.py deploy"
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    """Where the app finds everything it talks to."""
+
+    root: Path
+    model_name: str
+    train_config: Path
+    deploy_config: Path
+    catalog_url: str
+    users_file: Path
+    metrics_port: int
+    endpoint_url: str | None
+    mlflow_ui_url: str
+    zenml_dashboard_url: str | None
+    python: str
+    uncertain_threshold: float
+    top_k: int
+    admin_timeout: int = 900
+
+
+def _yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except OSError:
+        return {}
+
+
+def load_config() -> UIConfig:
+    """Read the settings from the environment and the pipelines' YAML configs.
+
+    The model name comes from the train config (as ``run.py`` reads it), the
+    default threshold and top-k from the deploy config, so the app and the
+    endpoint agree unless the user moves the sliders.
+    """
+    env = os.environ
+    train_config = Path(env.get(TRAIN_CONFIG_ENV) or ROOT / "configs" / "train.yaml")
+    deploy_config = Path(env.get(DEPLOY_CONFIG_ENV) or ROOT / "configs" / "deploy.yaml")
+    model_name = (_yaml(train_config).get("model") or {}).get("name") or DEFAULT_MODEL_NAME
+    deploy = _yaml(deploy_config).get("parameters") or {}
+    return UIConfig(
+        root=ROOT,
+        model_name=model_name,
+        train_config=train_config,
+        deploy_config=deploy_config,
+        catalog_url=env.get(CATALOG_URL_ENV) or sqlite_url(STATE_DIR / "catalog.db"),
+        users_file=Path(env.get(USERS_ENV) or STATE_DIR / "ui-users.yaml").expanduser(),
+        metrics_port=int(env.get(METRICS_PORT_ENV) or DEFAULT_METRICS_PORT),
+        endpoint_url=env.get(ENDPOINT_URL_ENV) or None,
+        mlflow_ui_url=(env.get(MLFLOW_UI_ENV) or "http://127.0.0.1:5000").rstrip("/"),
+        zenml_dashboard_url=(env.get(DASHBOARD_ENV) or "").rstrip("/") or None,
+        python=env.get(PYTHON_ENV) or sys.executable,
+        uncertain_threshold=float(deploy.get("uncertain_threshold", 0.7)),
+        top_k=int(deploy.get("top_k", 3)),
+    )
+
+
+def apply_environment() -> None:
+    """Project-local ZenML state and quiet libraries, unless the caller chose otherwise.
+
+    The same defaults as ``run.py`` and ``make``: call before ZenML is imported.
+    """
+    os.environ.setdefault("ZENML_CONFIG_PATH", str(STATE_DIR / "zenml"))
+    os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,116 @@
+"""Find the prediction endpoint and ask it for answers (Seldon v1 protocol)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from ui.config import START_ENDPOINT
+
+logger = logging.getLogger(__name__)
+
+BATCH = 16  # images per request; the server accepts up to max_batch (64)
+
+
+class EndpointDownError(Exception):
+    """No endpoint serves the model, or it does not answer."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"The prediction endpoint is not available: {reason}. "
+            f"Start it with:  {START_ENDPOINT}"
+        )
+        self.reason = reason
+
+
+class RequestRefusedError(Exception):
+    """The endpoint refused the request (4xx); the message is the server's reason."""
+
+
+@dataclass
+class Prediction:
+    """The endpoint's answers for a batch, and the model that gave them."""
+
+    answers: list[dict[str, Any]]
+    model: dict[str, str] = field(default_factory=dict)
+
+
+def find_prediction_url(model_name: str, override: str | None = None) -> str:
+    """The prediction URL of the served champion, found as ``python run.py endpoint`` does.
+
+    Args:
+        model_name: The served model.
+        override: An explicit URL (``CLEARSIGHT_ENDPOINT_URL``), used as is.
+
+    Raises:
+        EndpointDownError: When no running server serves the model.
+    """
+    if override:
+        return override
+    from ui.data.zenml import client
+
+    try:
+        deployer = client().active_stack.model_deployer
+    except Exception as error:  # noqa: BLE001 - any store or stack problem means no endpoint
+        raise EndpointDownError(f"the ZenML stack cannot be read ({error})") from error
+    if deployer is None or not hasattr(deployer, "servers_for"):
+        raise EndpointDownError("the active ZenML stack has no local Seldon model deployer")
+    running = [s for s in deployer.servers_for(model_name) if s.is_running]
+    if not running:
+        raise EndpointDownError(f"no running server serves {model_name}")
+    return str(running[0].prediction_url)
+
+
+def check_health(url: str, timeout: float = 3) -> None:
+    """Ping the server behind a prediction URL (``/health/ping``).
+
+    Raises:
+        EndpointDownError: When it does not answer 200.
+    """
+    base = url.split("/api/", 1)[0]
+    try:
+        response = requests.get(f"{base}/health/ping", timeout=timeout)
+    except requests.RequestException as error:
+        raise EndpointDownError(f"{base} does not answer ({error.__class__.__name__})") from None
+    if response.status_code != 200:
+        raise EndpointDownError(f"{base}/health/ping answered HTTP {response.status_code}")
+
+
+def predict(url: str, images: list[bytes], timeout: float = 60) -> Prediction:
+    """Send images to the endpoint as ``jsonData.images`` batches; one answer per image.
+
+    Raises:
+        EndpointDownError: The endpoint does not answer.
+        RequestRefusedError: It answered 4xx (the reason is the server's).
+    """
+    answers: list[dict[str, Any]] = []
+    model: dict[str, str] = {}
+    for start in range(0, len(images), BATCH):
+        chunk = images[start : start + BATCH]
+        body = {"jsonData": {"images": [base64.b64encode(i).decode("ascii") for i in chunk]}}
+        try:
+            response = requests.post(url, json=body, timeout=timeout)
+        except requests.RequestException as error:
+            raise EndpointDownError(f"{url} did not answer ({error.__class__.__name__})") from None
+        if 400 <= response.status_code < 500:
+            try:
+                info = response.json()["status"]["info"]
+            except (ValueError, KeyError, TypeError):
+                info = response.text[:500]
+            raise RequestRefusedError(str(info))
+        if response.status_code != 200:
+            raise EndpointDownError(f"{url} answered HTTP {response.status_code}")
+        payload = response.json()
+        answers.extend(payload["jsonData"]["predictions"])
+        model = {str(k): str(v) for k, v in (payload.get("meta", {}).get("tags") or {}).items()}
+    return Prediction(answers=answers, model=model)
+
+
+def top_k(answer: dict[str, Any], k: int) -> list[tuple[str, float]]:
+    """The ``k`` most probable classes of an answer, from its full probabilities."""
+    ranked = sorted(answer["probabilities"].items(), key=lambda item: -item[1])
+    return [(label, float(p)) for label, p in ranked[:k]]

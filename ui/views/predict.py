@@ -1,0 +1,152 @@
+"""Predict: upload images, see the top-k classes, the confidence, and whether to send for review."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from clearsight.images import InvalidImageError, inspect_image
+from ui import metrics
+from ui.components.auth import require_user
+from ui.components.charts import top_k_chart
+from ui.components.status import endpoint_down
+from ui.config import load_config
+from ui.data.endpoint import (
+    EndpointDownError,
+    RequestRefusedError,
+    check_health,
+    find_prediction_url,
+    predict,
+    top_k,
+)
+from ui.data.reviews import content_store, review_store
+
+config = load_config()
+user = require_user()
+answers: dict[str, dict] = st.session_state.setdefault("answers", {})
+queued: dict[str, int] = st.session_state.setdefault("queued", {})
+seen_uploads: set[str] = st.session_state.setdefault("seen_uploads", set())
+
+st.title("Predict")
+left, right = st.columns(2)
+k = left.slider("Top-k classes shown", 1, 10, config.top_k, key="top_k")
+threshold = right.slider(
+    "Uncertainty threshold (calibrated confidence)",
+    0.0,
+    1.0,
+    config.uncertain_threshold,
+    0.01,
+    key="threshold",
+    help="Answers below it are uncertain: sent to the review queue for an expert.",
+)
+
+try:
+    url = find_prediction_url(config.model_name, config.endpoint_url)
+    check_health(url)
+except EndpointDownError as error:
+    metrics.PREDICTION_ERRORS.labels(reason="endpoint_down").inc()
+    endpoint_down(error.reason)
+    st.stop()
+st.caption(f"Endpoint: `{url}` serving **{config.model_name}**")
+
+files = st.file_uploader(
+    "JPEG or PNG images", type=["jpg", "jpeg", "png"], accept_multiple_files=True, key="uploads"
+)
+if not files:
+    st.info("Upload one or more images to classify them.")
+    st.stop()
+
+# Each image is sent once per endpoint: slider moves and reruns reuse the answer.
+received = time.perf_counter()
+shown: list[tuple[str, str]] = []  # (answer key, file name) of the usable uploads
+todo: dict[str, tuple[str, bytes]] = {}
+for upload in files:
+    name, data = upload.name, upload.getvalue()
+    if upload.file_id not in seen_uploads:
+        seen_uploads.add(upload.file_id)
+        metrics.UPLOADS.inc()
+    try:
+        info = inspect_image(data, min_side=1)
+    except InvalidImageError as error:
+        st.warning(f"{name}: not usable ({error}).")
+        continue
+    key = f"{url}|{info.sha256}"
+    shown.append((key, name))
+    if key not in answers:
+        todo[key] = (name, data)
+if todo:
+    try:
+        with st.spinner(f"Asking the model about {len(todo)} image(s) ..."):
+            metrics.PREDICTIONS.inc(len(todo))
+            result = predict(url, [data for _, data in todo.values()])
+    except EndpointDownError as error:
+        metrics.PREDICTION_ERRORS.labels(reason="endpoint_down").inc()
+        endpoint_down(error.reason)
+        st.stop()
+    except RequestRefusedError as error:
+        metrics.PREDICTION_ERRORS.labels(reason="refused").inc()
+        st.error(f"The endpoint refused the images: {error}")
+        st.stop()
+    elapsed = time.perf_counter() - received
+    for (key, (_, data)), answer in zip(todo.items(), result.answers, strict=True):
+        metrics.LATENCY.observe(elapsed)
+        answers[key] = {"answer": answer, "model": result.model, "data": data}
+
+store = review_store(config.catalog_url)
+for key, name in shown:
+    entry = answers[key]
+    sha = key.rsplit("|", 1)[1]
+    answer, model = entry["answer"], entry["model"]
+    uncertain = answer["confidence"] < threshold
+    st.divider()
+    picture, verdict = st.columns([1, 3])
+    picture.image(entry["data"], caption=name, width=160)
+    with verdict:
+        st.subheader(f"{answer['label']} · {answer['confidence']:.2%}")
+        queue_key = f"{key}|{model.get('model_version', '')}"
+        if uncertain:
+            if queue_key not in queued:
+                queued[queue_key] = store.keep_prediction(
+                    entry["data"],
+                    answer,
+                    store=content_store(),
+                    requested_by=user.name,
+                    threshold=threshold,
+                    filename=name,
+                    model=model,
+                )
+                metrics.UNCERTAIN.inc()
+            st.warning(
+                f"Uncertain: send for expert review. The calibrated confidence "
+                f"{answer['confidence']:.2%} is below the threshold {threshold:.0%}; "
+                f"queued for review as #{queued[queue_key]}.",
+                icon=":material/help:",
+            )
+        else:
+            st.success(
+                f"Confident: {answer['confidence']:.2%} ≥ threshold {threshold:.0%}.",
+                icon=":material/check_circle:",
+            )
+            if queue_key in queued:
+                st.caption(f"Flagged for expert review as #{queued[queue_key]}.")
+            elif st.button("Flag for expert review", key=f"flag_{sha}"):
+                queued[queue_key] = store.keep_prediction(
+                    entry["data"],
+                    answer,
+                    store=content_store(),
+                    requested_by=user.name,
+                    threshold=threshold,
+                    flagged=True,
+                    filename=name,
+                    model=model,
+                )
+                st.rerun()
+        st.altair_chart(
+            top_k_chart(top_k(answer, k), threshold), width="stretch", height=60 + 30 * k
+        )
+        st.caption(
+            f"Answered by {model.get('model_name', '?')} v{model.get('model_version', '?')} "
+            f"(MLflow registered version {model.get('registered_version', '?')}, "
+            f"run {model.get('mlflow_run_id', '?')})"
+        )
