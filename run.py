@@ -285,6 +285,8 @@ def _run_promote(
         "champion_version": champion.number if champion else None,
         "rules": rules.model_dump(mode="json"),
     }
+    if actor:
+        parameters["actor"] = actor
     if current_data_dir:
         folder = Path(current_data_dir).expanduser().resolve()
         _check_data_dir(folder)

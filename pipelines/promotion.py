@@ -20,6 +20,7 @@ def promotion_pipeline(
     current_data_dir: str | None = None,
     embedding_components: int = DEFAULT_EMBEDDING_COMPONENTS,
     rules: PromotionRules | None = None,
+    actor: str = "pipeline",
 ) -> None:
     """Judge a challenger against the champion and promote it if it passes.
 
@@ -34,6 +35,7 @@ def promotion_pipeline(
             the challenger's test split when empty.
         embedding_components: PCA components of the embedding used as features.
         rules: The gate's thresholds.
+        actor: Who asked for this judgement (recorded with a promotion).
     """
     rules = rules or PromotionRules()
     challenger = Model(name=model_name, version=challenger_version)
@@ -93,4 +95,4 @@ def promotion_pipeline(
         champion_version=champion_version,
         rules=rules,
     )
-    apply_decision(decision=decision, model_name=model_name)
+    apply_decision(decision=decision, model_name=model_name, actor=actor)
