@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zenml.client import Client
+from zenml.enums import StackComponentType
+from zenml.stack import StackComponent
 
 from stack.runtime import quiet_shutdown
+from stack.seldon.flavor import FLAVOR_NAME
 from stack.seldon.service import LocalSeldonDeploymentService
 
 
+def local_deployer() -> Any:
+    """The active stack's local Seldon deployer, else any registered one (or None)."""
+    client = Client()
+    deployer = client.active_stack.model_deployer
+    if deployer is not None and deployer.flavor == FLAVOR_NAME:
+        return deployer
+    components = client.list_stack_components(
+        type=StackComponentType.MODEL_DEPLOYER.value, flavor=FLAVOR_NAME
+    ).items
+    return StackComponent.from_model(components[0]) if components else None
+
+
 def main() -> None:
-    """Delete the servers the active stack's local Seldon deployer knows."""
+    """Delete every server the local Seldon deployer knows, whichever stack is active."""
     quiet_shutdown()
-    deployer = Client().active_stack.model_deployer
+    deployer = local_deployer()
     if deployer is None:
-        print("The active stack has no model deployer: nothing to stop.")
+        print("No local Seldon model deployer is registered: nothing to stop.")
         return
     servers = deployer.find_model_server(service_type=LocalSeldonDeploymentService.SERVICE_TYPE)
     for server in servers:

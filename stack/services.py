@@ -241,6 +241,33 @@ class Services:
                 "zenml login --local failed:\n" + (result.stderr or result.stdout)[-2000:]
             )
 
+    def _stop_zenml(self) -> None:
+        """Log out of the local server; keep the stack that was active (if the store has it)."""
+        python = str(VENV_BIN / "python")
+        active = (
+            subprocess.run(  # noqa: S603
+                [
+                    python,
+                    "-c",
+                    "from zenml.client import Client; print(Client().active_stack_model.name)",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
+        subprocess.run(  # noqa: S603
+            [str(VENV_BIN / "zenml"), "logout", "--local"], capture_output=True, check=False
+        )
+        if active:
+            subprocess.run(  # noqa: S603
+                [str(VENV_BIN / "zenml"), "stack", "set", active[-1]],
+                capture_output=True,
+                check=False,
+            )
+
     def _wait_healthy(self, name: str) -> None:
         service = SERVICES[name]
         deadline = time.monotonic() + service.start_timeout
@@ -274,11 +301,7 @@ class Services:
         for name in reversed(names):
             if name == "zenml":
                 if self.is_healthy("zenml"):
-                    subprocess.run(  # noqa: S603
-                        [str(VENV_BIN / "zenml"), "logout", "--local"],
-                        capture_output=True,
-                        check=False,
-                    )
+                    self._stop_zenml()
                     print(f"  {name:8} stopped")
                 continue
             pid = self._pid(name)

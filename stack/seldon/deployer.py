@@ -81,6 +81,7 @@ class LocalSeldonModelDeployer(BaseModelDeployer):
         before the new one is up; a blue-green swap needs neither.
         """
         client = Client()
+        config = config.model_copy(update={"host": self.config.host})
         response = client.create_service(
             config=config,
             service_type=LocalSeldonDeploymentService.SERVICE_TYPE,

@@ -25,6 +25,10 @@ class LocalSeldonModelDeployerConfig(BaseModelDeployerConfig):
         "Default: a folder in ZenML's local stores.",
     )
     workers: int = Field(default=1, ge=1, description="gunicorn workers per microservice")
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the microservices bind to; 0.0.0.0 exposes them on every interface.",
+    )
 
     @property
     def is_local(self) -> bool:

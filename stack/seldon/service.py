@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from zenml.services.local.local_service_endpoint import (
 )
 from zenml.services.service import BaseDeploymentService
 
+from stack.seldon.launch import DEFAULT_HOST, HOST_ENV
+
 logger = get_logger(__name__)
 
 PREDICTION_PATH = "api/v1.0/predictions"
@@ -33,11 +34,12 @@ SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 def microservice_command(http_port: int, grpc_port: int, metrics_port: int, workers: int = 1):
     """The seldon-core-microservice command line that serves our model class."""
-    executable = Path(sys.executable).parent / "seldon-core-microservice"
-    if not executable.exists():
-        executable = Path(shutil.which("seldon-core-microservice") or executable)
+    # seldon-core's own command line, through our launcher so that it binds to
+    # CLEARSIGHT_SERVING_HOST (127.0.0.1 unless set) rather than 0.0.0.0.
     return [
-        str(executable),
+        sys.executable,
+        "-m",
+        "stack.seldon.launch",
         MODEL_CLASS,
         "--service-type",
         "MODEL",
@@ -75,6 +77,7 @@ class LocalSeldonDeploymentConfig(LocalDaemonServiceConfig):
         workers: gunicorn workers of the microservice.
         grpc_port: The microservice's gRPC port (0: pick a free one).
         metrics_port: The Prometheus metrics port (0: pick a free one).
+        host: The address the microservice binds to (``0.0.0.0``: every interface).
     """
 
     model_dir: str
@@ -84,6 +87,7 @@ class LocalSeldonDeploymentConfig(LocalDaemonServiceConfig):
     workers: int = 1
     grpc_port: int = 0
     metrics_port: int = 0
+    host: str = DEFAULT_HOST
 
 
 class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
@@ -159,6 +163,7 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
                 p for p in (SOURCE_ROOT, os.environ.get("PYTHONPATH")) if p
             ),
             "TF_CPP_MIN_LOG_LEVEL": "2",
+            HOST_ENV: self.config.host,
         }
         argv = microservice_command(port, grpc, metrics, self.config.workers)
         logger.info("Starting seldon-core microservice: %s", " ".join(argv))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import time
 
 import numpy as np
+import psutil
 import pytest
 import requests
 from PIL import Image
@@ -240,3 +242,27 @@ def test_real_prometheus_scrapes_our_metrics(endpoint, digits_dir, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_microservice_listens_on_loopback_only(endpoint):
+    # seldon-core hard-codes 0.0.0.0; stack.seldon.launch binds it to 127.0.0.1.
+    base, metrics = endpoint
+    http_port, metrics_port = int(base.rsplit(":", 1)[1]), int(metrics.rsplit(":", 1)[1])
+    root = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "stack.seldon.launch" in (p.info["cmdline"] or [])
+        and str(http_port) in p.info["cmdline"]
+    )
+    listening = {
+        (connection.laddr.ip, connection.laddr.port)
+        for process in (root, *root.children(recursive=True))
+        for connection in process.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+    ports = {port for _, port in listening}
+    assert {http_port, metrics_port} <= ports and len(ports) >= 3, listening  # + gRPC
+    for ip, _ in listening:
+        address = ipaddress.ip_address(ip)
+        address = getattr(address, "ipv4_mapped", None) or address  # gRPC: ::ffff:127.0.0.1
+        assert address.is_loopback, listening
