@@ -376,9 +376,15 @@ def _endpoint_service(model_name: str) -> Any:
     from zenml.client import Client
 
     deployer = Client().active_stack.model_deployer
-    if deployer is None or not hasattr(deployer, "servers_for"):
+    if deployer is None:
         return None
-    running = [s for s in deployer.servers_for(model_name) if s.is_running]
+    if hasattr(deployer, "servers_for"):  # our local Seldon deployer
+        servers = deployer.servers_for(model_name)
+    else:  # ZenML's Seldon Core deployer on Kubernetes
+        from stack.seldon.kubernetes import seldon_servers_for
+
+        servers = seldon_servers_for(deployer, model_name)
+    running = [s for s in servers if s.is_running]
     return running[0] if running else None
 
 

@@ -44,6 +44,7 @@ EMBEDDED_STACK = "embedded"
 PRODUCTION_STACK = "production"
 S3_SECRET = "clearsight_s3"
 MLFLOW_SECRET = "clearsight_mlflow"
+SELDON_K8S = "seldon_k8s"
 BASH_OPERATOR = "airflow.providers.standard.operators.bash.BashOperator"
 
 
@@ -116,7 +117,18 @@ def ensure_component(client: Client, spec: ComponentSpec) -> str:
         )
     current = component.configuration
     if any(current.get(k) != v for k, v in spec.configuration.items()):
-        client.update_stack_component(spec.name, spec.type, configuration=spec.configuration)
+        if any(v is None for v in spec.configuration.values()):
+            # Client.update_stack_component drops null values, but some flavors
+            # (ZenML's seldon) require keys that may be null: the store
+            # validates and stores the whole configuration as given.
+            from zenml.models import ComponentUpdate
+
+            configuration = {**current, **spec.configuration}
+            client.zen_store.update_stack_component(
+                component.id, ComponentUpdate(configuration=configuration)
+            )
+        else:
+            client.update_stack_component(spec.name, spec.type, configuration=spec.configuration)
         return "updated"
     return "unchanged"
 
@@ -134,7 +146,10 @@ def ensure_stack(client: Client, name: str, components: tuple[ComponentSpec, ...
     stack = client.get_stack(name, allow_name_prefix_match=False)
     current = {t: c[0].name for t, c in stack.components.items() if c}
     if current != wanted:
-        client.update_stack(name, component_updates={t: [n] for t, n in wanted.items()})
+        # An empty list takes a component type off (e.g. the image builder).
+        updates: dict[StackComponentType, list[str]] = {t: [] for t in current if t not in wanted}
+        updates.update({t: [n] for t, n in wanted.items()})
+        client.update_stack(name, component_updates=updates)
         return "updated"
     return "unchanged"
 
@@ -148,6 +163,9 @@ def production_components(settings: ProductionSettings) -> tuple[ComponentSpec, 
         "ZENML_ANALYTICS_OPT_IN": "false",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        # For ZenML's Seldon deployer (CLEARSIGHT_SELDON=kubernetes); unset: left out.
+        "CLEARSIGHT_SERVING_IMAGE": os.environ.get("CLEARSIGHT_SERVING_IMAGE", ""),
+        "KUBECONFIG": os.environ.get("KUBECONFIG", ""),
     }
     return (
         ComponentSpec(
@@ -196,7 +214,43 @@ def production_components(settings: ProductionSettings) -> tuple[ComponentSpec, 
         ),
         ComponentSpec("mlflow_server_registry", "mlflow", StackComponentType.MODEL_REGISTRY),
         ComponentSpec("evidently", "evidently", StackComponentType.DATA_VALIDATOR),
-        ComponentSpec("seldon_local", "local_seldon", StackComponentType.MODEL_DEPLOYER),
+        *model_deployer_components(settings),
+    )
+
+
+def model_deployer_components(settings: ProductionSettings) -> tuple[ComponentSpec, ...]:
+    """``seldon_local``, or ZenML's Seldon Core deployer when ``CLEARSIGHT_SELDON=kubernetes``.
+
+    ZenML's ``seldon`` deployer requires an image builder in the stack; ours
+    serves a prebuilt image and the steps skip builds, so ZenML's ``local``
+    image builder is registered only to satisfy that check. Nothing here
+    contacts the cluster.
+    """
+    if settings.seldon_mode == "local":
+        return (ComponentSpec("seldon_local", "local_seldon", StackComponentType.MODEL_DEPLOYER),)
+    if settings.seldon_mode != "kubernetes":
+        raise ValueError(
+            f"CLEARSIGHT_SELDON={settings.seldon_mode!r}: use 'local' (default) or 'kubernetes'."
+        )
+    if not settings.seldon_base_url:
+        raise ValueError(
+            "CLEARSIGHT_SELDON=kubernetes needs CLEARSIGHT_SELDON_BASE_URL, the cluster's Seldon "
+            "ingress (for example http://<ingress host>); see stack/kubernetes/README.md."
+        )
+    return (
+        ComponentSpec("docker_local", "local", StackComponentType.IMAGE_BUILDER),
+        ComponentSpec(
+            SELDON_K8S,
+            "seldon",
+            StackComponentType.MODEL_DEPLOYER,
+            {
+                "kubernetes_context": settings.k8s_context,
+                "kubernetes_namespace": settings.k8s_namespace,
+                "base_url": settings.seldon_base_url.rstrip("/"),
+                "secret": None,  # ZenML derives the storage secret from the artifact store
+                "kubernetes_secret_name": settings.seldon_secret,
+            },
+        ),
     )
 
 

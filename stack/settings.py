@@ -3,20 +3,33 @@
 Everything comes from environment variables, with defaults that match
 ``make services`` on this machine (and the ports of the docker-compose file):
 
-=============================  ====================================
-``CLEARSIGHT_S3_ENDPOINT``     ``http://127.0.0.1:9000``
-``CLEARSIGHT_MLFLOW_URI``      ``http://127.0.0.1:5000``
-``CLEARSIGHT_ZENML_URL``       ``http://127.0.0.1:8237``
-``CLEARSIGHT_AIRFLOW_URL``     ``http://127.0.0.1:8080``
-``CLEARSIGHT_ARTIFACT_BUCKET`` ``clearsight-artifacts``
-``CLEARSIGHT_MLFLOW_BUCKET``   ``clearsight-mlflow``
-``AWS_ACCESS_KEY_ID`` /        generated once into the credentials
-``AWS_SECRET_ACCESS_KEY``      file (below) when not set
-``CLEARSIGHT_SERVICES_DIR``    ``.state/services`` (PIDs, logs,
-                               ``credentials.env``, MLflow's DB)
-``CLEARSIGHT_AIRFLOW_HOME``    ``.state/airflow`` (DAGs in ``dags/``)
-``CLEARSIGHT_AIRFLOW_VENV``    ``.venv-airflow``
-=============================  ====================================
+===============================  ========================================
+``CLEARSIGHT_S3_ENDPOINT``       ``http://127.0.0.1:9000``
+``CLEARSIGHT_MLFLOW_URI``        ``http://127.0.0.1:5000``
+``CLEARSIGHT_ZENML_URL``         ``http://127.0.0.1:8237``
+``CLEARSIGHT_AIRFLOW_URL``       ``http://127.0.0.1:8080``
+``CLEARSIGHT_ARTIFACT_BUCKET``   ``clearsight-artifacts``
+``CLEARSIGHT_MLFLOW_BUCKET``     ``clearsight-mlflow``
+``AWS_ACCESS_KEY_ID`` /          generated once into the credentials
+``AWS_SECRET_ACCESS_KEY``        file (below) when not set
+``CLEARSIGHT_SERVICES_DIR``      ``.state/services`` (PIDs, logs,
+                                 ``credentials.env``, MLflow's DB)
+``CLEARSIGHT_AIRFLOW_HOME``      ``.state/airflow`` (DAGs in ``dags/``)
+``CLEARSIGHT_AIRFLOW_VENV``      ``.venv-airflow``
+``CLEARSIGHT_SELDON``            ``local``: the model deployer is our
+                                 ``seldon_local``; ``kubernetes``:
+                                 ZenML's ``seldon`` flavor
+                                 (``seldon_k8s``) on a cluster
+``CLEARSIGHT_K8S_CONTEXT``       kubeconfig context of the cluster
+                                 (default: the current context)
+``CLEARSIGHT_K8S_NAMESPACE``     ``seldon`` (where SeldonDeployments go)
+``CLEARSIGHT_SELDON_BASE_URL``   the cluster's Seldon ingress URL
+                                 (required with ``kubernetes``)
+``CLEARSIGHT_SELDON_SECRET``     existing Kubernetes secret with the
+                                 ``RCLONE_CONFIG_S3_*`` variables
+                                 (default: ZenML makes one from the
+                                 artifact store's credentials)
+===============================  ========================================
 
 Secrets never go into the repository: they are read from the environment or
 from ``credentials.env`` (mode 0600) in the services folder, and the stack
@@ -87,6 +100,11 @@ class ProductionSettings:
     airflow_log_port: int
     mlflow_username: str
     mlflow_password: str
+    seldon_mode: str = "local"
+    k8s_context: str | None = None
+    k8s_namespace: str = "seldon"
+    seldon_base_url: str = ""
+    seldon_secret: str | None = None
 
     @property
     def airflow_dags(self) -> Path:
@@ -175,4 +193,9 @@ def load_settings() -> ProductionSettings:
         airflow_log_port=int(env("CLEARSIGHT_AIRFLOW_LOG_PORT") or 8793),
         mlflow_username="clearsight",
         mlflow_password=creds["CLEARSIGHT_MLFLOW_PASSWORD"],
+        seldon_mode=(env("CLEARSIGHT_SELDON") or "local").strip().lower(),
+        k8s_context=env("CLEARSIGHT_K8S_CONTEXT") or None,
+        k8s_namespace=env("CLEARSIGHT_K8S_NAMESPACE") or "seldon",
+        seldon_base_url=env("CLEARSIGHT_SELDON_BASE_URL") or "",
+        seldon_secret=env("CLEARSIGHT_SELDON_SECRET") or None,
     )

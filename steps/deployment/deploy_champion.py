@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import mlflow
-from zenml import step
+from zenml import get_step_context, step
 from zenml.client import Client
+from zenml.io import fileio
 
 from clearsight.names import CHAMPION_ALIAS
 from clearsight.serving import MODEL_FILE, ServingConfig
@@ -57,6 +58,110 @@ def _export_champion(model_name: str, target: Path, settings: dict[str, Any]) ->
     }
 
 
+def upload_model_folder(folder: Path, destination: str) -> str:
+    """Copy an exported model folder to the artifact store; returns ``destination``."""
+    destination = destination.rstrip("/")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        target = f"{destination}/{path.relative_to(folder).as_posix()}"
+        fileio.makedirs(target.rpartition("/")[0])
+        fileio.copy(str(path), target, overwrite=True)
+    return destination
+
+
+def deploy_on_kubernetes(
+    deployer: Any,
+    *,
+    model_name: str,
+    models_root: str,
+    settings: dict[str, Any],
+    serving: dict[str, Any],
+    explicit_secret: bool,
+    pipeline_name: str = "",
+    pipeline_step_name: str = "",
+    timeout: int = 600,
+) -> dict[str, Any]:
+    """Serve the champion with ZenML's Seldon Core deployer; blue-green as locally.
+
+    ZenML 0.98's ``deploy_model`` replaces a server by deleting it first
+    (``continuous_deployment_mode``), which would leave a gap. So the new
+    SeldonDeployment is created beside the old one and the old one is deleted
+    only once the new one is available; Seldon Core's readiness probe keeps
+    traffic off pods that are not ready.
+
+    Args:
+        deployer: The stack's ``SeldonModelDeployer``.
+        model_name: Registered model whose ``champion`` alias is served.
+        models_root: Artifact-store folder the model folders are uploaded to.
+        settings: Serving settings written into ``serving.json``.
+        serving: Keyword arguments of :class:`stack.seldon.kubernetes.KubernetesServing`.
+        explicit_secret: The secret in ``serving`` was chosen by the user, not
+            the deployer's own.
+        pipeline_name: Recorded on the SeldonDeployment's labels.
+        pipeline_step_name: Recorded on the SeldonDeployment's labels.
+        timeout: Seconds to wait for the new deployment to become available.
+
+    Returns:
+        The prediction URL, the versions served and whether anything changed.
+    """
+    from zenml.integrations.seldon.services.seldon_deployment import SeldonDeploymentService
+
+    from stack.seldon import kubernetes as k8s
+
+    pods = k8s.KubernetesServing(**serving)  # invalid settings fail before anything moves
+    existing = []
+    for service in k8s.seldon_servers_for(deployer, model_name):
+        if service.is_running:
+            existing.append(service)
+        else:  # a failed or vanished deployment serves nobody: clear it away
+            deployer.delete_model_server(service.uuid, timeout=60, force=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / model_name
+        served = _export_champion(model_name, folder, settings)
+        version = served["registered_version"]
+        for service in existing:
+            if k8s.served_registered_version(service.config) == version:
+                logger.info("Champion v%s is already served.", version)
+                return {
+                    "prediction_url": service.prediction_url,
+                    "changed": False,
+                    "service": str(service.uuid),
+                    **served,
+                }
+        model_uri = upload_model_folder(
+            folder, f"{models_root.rstrip('/')}/{model_name}/v{version}"
+        )
+    config = k8s.seldon_deployment_config(
+        model_name=model_name,
+        model_uri=model_uri,
+        serving=pods,
+        registered_version=version,
+        model_version=served["zenml_model_version"],
+        pipeline_name=pipeline_name,
+        pipeline_step_name=pipeline_step_name,
+        explicit_secret=explicit_secret,
+    )
+    new = deployer.deploy_model(
+        config=config, service_type=SeldonDeploymentService.SERVICE_TYPE, timeout=timeout
+    )
+    if not new.is_running:
+        raise RuntimeError(
+            f"The SeldonDeployment for {model_name} v{version} ({new.seldon_deployment_name}) "
+            f"was not available within {timeout} s; the previous one keeps serving. "
+            f"Inspect: zenml model-deployer models logs {new.uuid}; remove: zenml "
+            f"model-deployer models delete {new.uuid}"
+        )
+    for old in existing:
+        if old.uuid != new.uuid:
+            deployer.delete_model_server(old.uuid, timeout=timeout)
+    logger.info("Serving %s v%s at %s", model_name, version, new.prediction_url)
+    return {
+        "prediction_url": new.prediction_url,
+        "changed": True,
+        "service": str(new.uuid),
+        **served,
+    }
+
+
 @step(enable_cache=False)
 def deploy_champion(
     model_name: str,
@@ -65,25 +170,70 @@ def deploy_champion(
     top_k: int = 3,
     max_batch: int = 64,
     timeout: int = 180,
+    serving_image: str | None = None,
+    replicas: int = 2,
+    kubernetes_secret_name: str | None = None,
+    kubernetes_timeout: int = 600,
 ) -> Annotated[dict[str, Any], "deployment"]:
     """Serve the champion; start the new server before stopping the old one.
 
+    With our ``local_seldon`` deployer the server is a local seldon-core
+    microservice; with ZenML's ``seldon`` deployer it is a SeldonDeployment on
+    the cluster running our wrapper (see :func:`deploy_on_kubernetes`).
+
     Args:
         model_name: Registered model whose ``champion`` alias is served.
-        workers: gunicorn workers of the microservice.
+        workers: gunicorn workers of the microservice (per pod on Kubernetes).
         uncertain_threshold: Calibrated confidence below which an answer is
             flagged ``uncertain`` (send for expert review).
         top_k: Classes listed per answer.
         max_batch: Largest accepted batch.
-        timeout: Seconds to wait for the new server to become healthy.
+        timeout: Seconds to wait for the new local server to become healthy.
+        serving_image: Kubernetes only: the image built from
+            ``stack/kubernetes/Dockerfile.serving``; default
+            ``$CLEARSIGHT_SERVING_IMAGE``.
+        replicas: Kubernetes only: pods serving the model.
+        kubernetes_secret_name: Kubernetes only: secret with the
+            ``RCLONE_CONFIG_S3_*`` variables for the storage initializer;
+            default: the deployer's (``CLEARSIGHT_SELDON_SECRET`` at
+            registration, else one ZenML creates from the artifact store's
+            credentials).
+        kubernetes_timeout: Kubernetes only: seconds to wait for the new
+            SeldonDeployment to become available.
 
     Returns:
         The prediction URL, the versions served and whether anything changed.
     """
-    deployer = Client().active_stack.model_deployer
+    stack = Client().active_stack
+    deployer = stack.model_deployer
     if deployer is None:
         raise RuntimeError("The active stack has no model deployer. Fix: python -m stack.register")
     settings = {"uncertain_threshold": uncertain_threshold, "top_k": top_k, "max_batch": max_batch}
+    if deployer.flavor == "seldon":  # ZenML's Seldon Core deployer, on a cluster
+        from stack.seldon.kubernetes import resolve_image
+
+        if stack.artifact_store.config.is_local:
+            raise RuntimeError(
+                "ZenML's Seldon deployer needs a remote artifact store (S3/MinIO) that the "
+                "cluster can read; the active one is local. Use the production stack."
+            )
+        context = get_step_context()
+        return deploy_on_kubernetes(
+            deployer,
+            model_name=model_name,
+            models_root=f"{stack.artifact_store.path.rstrip('/')}/served-models",
+            settings=settings,
+            serving={
+                "image": resolve_image(serving_image),
+                "secret_name": kubernetes_secret_name or deployer.kubernetes_secret_name,
+                "replicas": replicas,
+                "workers": workers,
+            },
+            explicit_secret=bool(kubernetes_secret_name),
+            pipeline_name=context.pipeline.name,
+            pipeline_step_name=context.step_run.name,
+            timeout=kubernetes_timeout,
+        )
     existing = []
     for service in deployer.servers_for(model_name):
         if service.is_running:
