@@ -43,3 +43,60 @@ def test_serving_image_runs_the_class_the_local_deployer_runs():
 def test_secret_is_an_example_only():
     secret = yaml.safe_load((K8S / "rclone-secret.example.yaml").read_text())
     assert all("<" in value for key, value in secret["stringData"].items() if "KEY" in key)
+
+
+def _documents(name):
+    return [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+
+
+def test_minio_and_mlflow_manifests_fit_together():
+    objects = {
+        (d["kind"], d["metadata"]["name"]): d
+        for n in ("minio.yaml", "mlflow.yaml")
+        for d in _documents(n)
+    }
+    assert {k for k, _ in objects} == {"PersistentVolumeClaim", "Deployment", "Service", "Job"}
+    assert {d["metadata"]["namespace"] for d in objects.values()} == {"clearsight"}
+    for app, port in (("minio", 9000), ("mlflow", 5000)):
+        deployment, service = objects[("Deployment", app)], objects[("Service", app)]
+        pod = deployment["spec"]["template"]
+        assert (
+            deployment["spec"]["selector"]["matchLabels"].items()
+            <= pod["metadata"]["labels"].items()
+        )
+        assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        (container,) = pod["spec"]["containers"]
+        named = {p["name"]: p["containerPort"] for p in container["ports"]}
+        service_ports = {p["port"]: p["targetPort"] for p in service["spec"]["ports"]}
+        assert named[service_ports[port]] == port
+        assert container["readinessProbe"]["httpGet"]["port"] in named
+        image = container["image"]
+        assert ":" in image and not image.endswith(":latest")
+        for variable in container.get("env", []):
+            if "valueFrom" in variable:
+                assert variable["valueFrom"]["secretKeyRef"]["name"].startswith("clearsight-")
+            else:
+                assert not re.search(r"PASSWORD|SECRET", variable["name"])
+    mlflow_env = {
+        e["name"]: e.get("value")
+        for e in objects[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    assert mlflow_env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.clearsight.svc.cluster.local:9000"
+    buckets = objects[("Job", "minio-buckets")]["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ][0]
+    assert (
+        "clearsight/clearsight-artifacts" in buckets and "clearsight/clearsight-mlflow" in buckets
+    )
+    assert "s3://clearsight-mlflow" in str(objects[("Deployment", "mlflow")])
+
+
+def test_seldon_core_helm_values_match_the_deployment():
+    values = yaml.safe_load((K8S / "seldon-core-values.yaml").read_text())
+    deployment = (K8S / "seldon-deployment.yaml").read_text()
+    initializer = values["storageInitializer"]["image"]
+    assert initializer in deployment  # the same rclone initializer version
+    assert "--version 1.19.0" in (K8S / "seldon-core-values.yaml").read_text()
+    assert values["crd"]["create"] is True and values["usageMetrics"]["enabled"] is False

@@ -1,0 +1,4 @@
+-- Databases for the services sharing this PostgreSQL (run once, on an empty volume).
+CREATE DATABASE mlflow;
+CREATE DATABASE airflow;
+CREATE DATABASE clearsight;  -- the image catalog, review queue and audit log
