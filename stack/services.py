@@ -387,7 +387,8 @@ def _print_urls(services: Services) -> None:
         f"MLflow UI       {s.mlflow_uri}\n"
         f"ZenML dashboard {s.zenml_url}\n"
         f"S3 endpoint     {s.s3_endpoint}  buckets {s.artifact_bucket}, {s.mlflow_bucket}\n"
-        "Next: python -m stack.register production && python run.py"
+        "Next: python -m stack.register production   (make services runs it)\n"
+        "      zenml stack set production && python run.py"
     )
 
 
