@@ -56,7 +56,7 @@ stack: $(DEPS_STAMP) ## (Re-)register and activate the embedded stack
 	@[ -d .zen ] || $(VENV)/bin/zenml init >/dev/null 2>&1
 	@$(PY) -m stack.register
 
-run: setup ## Set up, then ingest the sample data and train (python run.py)
+run: setup ## Set up, then python run.py: ingest the sample data, train, gate, promote, deploy
 	@$(PY) run.py $(ARGS)
 
 prometheus: ## Install Debian's prometheus package if missing (the endpoint tests start it)
