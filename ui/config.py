@@ -21,6 +21,7 @@ STATE_DIR = ROOT / ".state"
 
 USERS_ENV = "CLEARSIGHT_UI_USERS"
 METRICS_PORT_ENV = "CLEARSIGHT_UI_METRICS_PORT"
+METRICS_ADDRESS_ENV = "CLEARSIGHT_UI_METRICS_ADDRESS"
 CATALOG_URL_ENV = "CLEARSIGHT_CATALOG_URL"
 ENDPOINT_URL_ENV = "CLEARSIGHT_ENDPOINT_URL"
 TRAIN_CONFIG_ENV = "CLEARSIGHT_TRAIN_CONFIG"
@@ -30,6 +31,8 @@ DASHBOARD_ENV = "CLEARSIGHT_ZENML_DASHBOARD_URL"
 PYTHON_ENV = "CLEARSIGHT_PYTHON"
 
 DEFAULT_METRICS_PORT = 8502
+# Loopback by default; a container sets 0.0.0.0 so Prometheus can scrape it.
+DEFAULT_METRICS_ADDRESS = "127.0.0.1"
 START_ENDPOINT = "python run.py deploy"
 
 
@@ -44,6 +47,7 @@ class UIConfig:
     catalog_url: str
     users_file: Path
     metrics_port: int
+    metrics_address: str
     endpoint_url: str | None
     mlflow_ui_url: str
     zenml_dashboard_url: str | None
@@ -80,6 +84,7 @@ def load_config() -> UIConfig:
         catalog_url=env.get(CATALOG_URL_ENV) or sqlite_url(STATE_DIR / "catalog.db"),
         users_file=Path(env.get(USERS_ENV) or STATE_DIR / "ui-users.yaml").expanduser(),
         metrics_port=int(env.get(METRICS_PORT_ENV) or DEFAULT_METRICS_PORT),
+        metrics_address=env.get(METRICS_ADDRESS_ENV) or DEFAULT_METRICS_ADDRESS,
         endpoint_url=env.get(ENDPOINT_URL_ENV) or None,
         mlflow_ui_url=(env.get(MLFLOW_UI_ENV) or "http://127.0.0.1:5000").rstrip("/"),
         zenml_dashboard_url=(env.get(DASHBOARD_ENV) or "").rstrip("/") or None,

@@ -27,15 +27,15 @@ VIEWS = Path(__file__).resolve().parent / "views"
 
 
 @st.cache_resource
-def _metrics_server(port: int) -> int | None:
-    return metrics.start_server(port)
+def _metrics_server(port: int, address: str) -> int | None:
+    return metrics.start_server(port, address)
 
 
 def main() -> None:
     """Route to the sign-in page or the app's pages."""
     st.set_page_config(page_title="Clearsight", page_icon=":microscope:", layout="wide")
     config = load_config()
-    _metrics_server(config.metrics_port)
+    _metrics_server(config.metrics_port, config.metrics_address)
     user = current_user()
     if user is None:
         pages = [st.Page(lambda: login_page(config), title="Sign in", url_path="login")]

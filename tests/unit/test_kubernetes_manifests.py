@@ -100,3 +100,57 @@ def test_seldon_core_helm_values_match_the_deployment():
     assert initializer in deployment  # the same rclone initializer version
     assert "--version 1.19.0" in (K8S / "seldon-core-values.yaml").read_text()
     assert values["crd"]["create"] is True and values["usageMetrics"]["enabled"] is False
+
+
+def test_mlflow_accepts_the_host_names_it_is_called_by():
+    (deployment,) = [d for d in _documents("mlflow.yaml") if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    command = " ".join(container["args"][0].split())
+    allowed = set(re.search(r"--allowed-hosts (\S+)", command).group(1).split(","))
+    namespace = deployment["metadata"]["namespace"]
+    for host in ("mlflow", f"mlflow.{namespace}", f"mlflow.{namespace}.svc.cluster.local"):
+        assert {host, f"{host}:5000"} <= allowed
+    assert {"localhost:5000", "127.0.0.1:5000"} <= allowed  # kubectl port-forward
+
+
+def test_the_istio_gateway_is_the_one_the_helm_values_name():
+    values = yaml.safe_load((K8S / "seldon-core-values.yaml").read_text())
+    (gateway,) = _documents("seldon-gateway.yaml")
+    assert gateway["kind"] == "Gateway"
+    assert gateway["apiVersion"].startswith("networking.istio.io/")
+    meta = gateway["metadata"]
+    assert values["istio"]["enabled"] is True
+    assert values["istio"]["gateway"] == f"{meta['namespace']}/{meta['name']}"
+    assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert {s["port"]["protocol"] for s in gateway["spec"]["servers"]} == {"HTTP"}
+
+
+def test_the_readme_creates_every_secret_the_manifests_read_with_its_keys():
+    readme = (K8S / "README.md").read_text()
+    created: dict[str, set[str]] = {}
+    for name, literals in re.findall(
+        r"create secret generic ([\w-]+)((?:\s*\\?\s*--from-literal=[\w.-]+=\S+)+)", readme
+    ):
+        created[name] = set(re.findall(r"--from-literal=([\w.-]+)=", literals))
+    for manifest in ("minio.yaml", "mlflow.yaml"):
+        for document in _documents(manifest):
+            text = yaml.safe_dump(document)
+            for ref in re.findall(r"secretKeyRef:\s*\n\s*key: (\S+)\n\s*name: (\S+)", text):
+                key, name = ref
+                assert key in created.get(name, set()), f"{manifest}: secret {name} key {key}"
+            for name in re.findall(r"secretRef:\s*\n\s*name: (\S+)", text):
+                assert name in created, f"{manifest}: secret {name}"
+
+
+def test_the_readme_applies_files_that_exist_and_documents_every_manifest():
+    readme = (K8S / "README.md").read_text()
+    applied = re.findall(r"stack/kubernetes/([\w.-]+\.ya?ml)", readme)
+    assert applied
+    for name in applied:
+        assert (K8S / name).is_file(), name
+    for path in K8S.glob("*.yaml"):
+        assert f"`{path.name}`" in readme, f"{path.name} is not documented in the README"
+    # Every manifest parses and names its kind.
+    for path in K8S.glob("*.yaml"):
+        for document in _documents(path.name):
+            assert document.get("kind") or path.name == "seldon-core-values.yaml", path.name
