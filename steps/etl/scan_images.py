@@ -95,8 +95,23 @@ def scan_images(
 
 
 def _read(uri: str) -> bytes:
-    with fileio.open(uri, "rb") as handle:
-        return handle.read()
+    """Read a reviewed image's bytes from the store it was kept in.
+
+    Reviews keep the artifact store of the stack active at review time: an
+    ``s3://`` image cannot be read while a stack without an S3 artifact store
+    is active. ZenML says so with a ``ValueError``; turn it into an
+    :class:`OSError` so the image is skipped with the reason, not the run lost.
+    """
+    try:
+        with fileio.open(uri, "rb") as handle:
+            return handle.read()
+    except ValueError as error:
+        scheme = uri.split("://", 1)[0] + "://" if "://" in uri else uri
+        raise OSError(
+            f"kept in {scheme} storage, which the active stack's artifact store cannot "
+            "read; ingest on the stack it was reviewed on (zenml stack set <stack>), "
+            f"the review stays in the catalog ({error})"
+        ) from error
 
 
 def _merge_reviews(

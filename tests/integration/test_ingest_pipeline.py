@@ -147,3 +147,42 @@ def test_pre_split_layout_keeps_given_splits(embedded_stack, digits_dir, tmp_pat
     }
     assert dataset.split_sizes() == expected
     assert dataset.layout == "pre-split"
+
+
+def test_reviewed_image_on_another_stacks_store_is_skipped_with_the_fix(
+    embedded_stack, messy_dir, catalog_url, tmp_path
+):
+    """A review kept on the production stack's S3 store, ingested on the embedded stack."""
+    import sqlalchemy as sa
+    from zenml.io import fileio
+
+    from clearsight.review import PREDICTIONS, ReviewStore
+    from clearsight.storage import ContentStore
+
+    reviews = ReviewStore(catalog_url)
+    store = ContentStore(str(tmp_path / "review-store"), fileio)
+    answer = {"label": "1", "confidence": 0.4, "probabilities": {"0": 0.3, "1": 0.4, "2": 0.3}}
+    kept = {}
+    for seed in (501, 502):
+        kept[seed] = reviews.keep_prediction(
+            png_bytes(seed), answer, store=store, requested_by="ann", threshold=0.7
+        )
+        reviews.review(kept[seed], reviewer="rita", label="2")
+    # As if 502 had been kept while the production stack (S3 store) was active.
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as connection:
+        connection.execute(
+            PREDICTIONS.update()
+            .where(PREDICTIONS.c.id == kept[502])
+            .values(uri="s3://clearsight-artifacts/images/sha256/elsewhere.png")
+        )
+    engine.dispose()
+    reviews.close()
+
+    run = _ingest(messy_dir, catalog_url)
+    assert Client().get_pipeline_run(run.id).status == ExecutionStatus.COMPLETED
+    dataset = _output(run, "store_images", ArtifactName.DATASET).load()
+    report = _output(run, "store_images", ArtifactName.INGESTION_REPORT).load()
+    assert dataset.provenance_counts() == {"ingest": 90, "review": 1}
+    (skipped,) = [s for s in report.skipped if f"#{kept[502]}" in s.path]
+    assert "s3://" in skipped.reason and "zenml stack set" in skipped.reason
