@@ -29,7 +29,15 @@ def training_pipeline(
     """
     dataset = Client().get_artifact_version(ArtifactName.DATASET, version=dataset_version)
     link_dataset(dataset=dataset)
-    trained = train_model(dataset=dataset, hyperparameters=hyperparameters or TrainingParameters())
+    # link_dataset is the only first step. ZenML creates a run's model version
+    # just after the run itself: on a scheduled or triggered Airflow run (no
+    # placeholder run made by a client), a second step starting at the same
+    # time could see the run without its model version (and lose its links).
+    trained = train_model(
+        dataset=dataset,
+        hyperparameters=hyperparameters or TrainingParameters(),
+        after="link_dataset",
+    )
     model, _ = calibrate_model(model=trained, dataset=dataset)
     test_metrics, _ = evaluate_model(model=model, dataset=dataset)
     register_model(model=model, dataset=dataset, test_metrics=test_metrics)
