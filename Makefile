@@ -22,7 +22,7 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-stacks prometheus chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-stacks prometheus postgresql chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,7 +47,14 @@ $(STATE)/.zenml-ready: $(DEPS_STAMP) stack/register.py
 	@$(PY) -m stack.register
 	@touch $@
 
+# The stamp alone is not enough: the active stack can be gone (another ZenML store's stack
+# id in .zen/config.yaml, a deleted stack) or lack what run.py needs. Checking costs about
+# what registering does (the ZenML import) but leaves a working active stack as it is.
 setup: $(DEPS_STAMP) $(STATE)/.zenml-ready data ## Create the venv, install, init ZenML, register the embedded stack, write the sample data
+	@[ -d .zen ] || $(VENV)/bin/zenml init >/dev/null 2>&1
+	@$(PY) -c 'import sys; from zenml.client import Client; c = Client().active_stack_model.components; sys.exit(0 if all(c.get(t) for t in ("experiment_tracker", "data_validator", "model_deployer")) else 1)' >/dev/null 2>&1 || { \
+	  echo "The active ZenML stack is missing or cannot run python run.py: registering the embedded stack"; \
+	  $(PY) -m stack.register; }
 
 data: $(DEPS_STAMP) ## Write the bundled sample dataset (UCI digits as PNG) to data/digits
 	@$(PY) -m clearsight.sample_data $(DATA_DIR)
@@ -66,6 +73,13 @@ prometheus: ## Install Debian's prometheus package if missing (the endpoint test
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  $$SUDO apt-get install -y -qq prometheus >/dev/null 2>&1; }
 
+postgresql: ## Install Debian's postgresql package if missing (the catalog test starts a throw-away server)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "Installing Debian's postgresql package (used by the PostgreSQL catalog test)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  $$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1; }
+
 chromium: ## Install Debian's chromium and chromium-driver if missing (the UI browser test uses them)
 	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  echo "Installing Debian's chromium and chromium-driver (used by the UI browser test)"; \
@@ -73,7 +87,7 @@ chromium: ## Install Debian's chromium and chromium-driver if missing (the UI br
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }
 
-test: setup airflow-venv lint prometheus chromium ## Set up, check formatting and lint, then run the whole test-suite
+test: setup airflow-venv lint prometheus postgresql chromium ## Set up, check formatting and lint, then run the whole test-suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: setup ## Start the Streamlit review app (http://127.0.0.1:8501; its metrics on :8502)

@@ -44,6 +44,8 @@ quiet_warnings()
 CONFIGS = ROOT / "configs"
 DEFAULT_CATALOG_URL = sqlite_url(STATE_DIR / "catalog.db")
 CATALOG_URL_ENV = "CLEARSIGHT_CATALOG_URL"
+ZENML_DASHBOARD_PORT = 8237  # `make dashboard`
+MLFLOW_UI_PORT = 5001  # `make mlflow-ui` (5000 is the production MLflow server's)
 
 
 class PreconditionError(click.ClickException):
@@ -59,7 +61,22 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def _check_stack(needs_tracker: bool) -> None:
+STACK_FIX = (
+    "\n  Fix: python -m stack.register   (registers and activates the 'embedded' stack)"
+    "\n  or:  zenml stack set embedded"
+)
+
+
+def _check_stack(
+    needs_tracker: bool, needs_validator: bool = False, needs_deployer: bool = False
+) -> None:
+    """Fail before anything runs when the active stack lacks what the commands need.
+
+    Args:
+        needs_tracker: Training: an MLflow experiment tracker.
+        needs_validator: The promotion gate: an Evidently data validator.
+        needs_deployer: Deployment: a model deployer.
+    """
     from zenml.client import Client
 
     from stack.preflight import ServiceDownError, check_active_stack
@@ -69,14 +86,25 @@ def _check_stack(needs_tracker: bool) -> None:
     except ServiceDownError as error:
         raise PreconditionError(str(error)) from None
     stack = Client().active_stack_model
-    if needs_tracker:
-        trackers = stack.components.get("experiment_tracker") or []
-        if not trackers or trackers[0].flavor_name != "mlflow":
-            raise PreconditionError(
-                f"The active stack '{stack.name}' has no MLflow experiment tracker, "
-                "which training needs.\n  Fix: python -m stack.register   "
-                "(registers and activates the 'embedded' stack)\n  or:  zenml stack set embedded"
-            )
+
+    def flavor(component_type: str) -> str | None:
+        components = stack.components.get(component_type) or []
+        return components[0].flavor_name if components else None
+
+    missing = []
+    if needs_tracker and flavor("experiment_tracker") != "mlflow":
+        missing.append("no MLflow experiment tracker, which training needs")
+    if needs_validator and flavor("data_validator") != "evidently":
+        missing.append("no Evidently data validator, which the promotion gate needs")
+    if needs_deployer and flavor("model_deployer") is None:
+        missing.append("no model deployer, which deploying the champion needs")
+    if missing:
+        raise PreconditionError(
+            f"The active stack '{stack.name}' has "
+            + "; ".join(missing)
+            + ". Nothing was run."
+            + STACK_FIX
+        )
 
 
 def _execute(pipeline: Any) -> Any:
@@ -175,14 +203,21 @@ def _summary(
     click.echo("")
     click.secho("Summary", bold=True)
     click.echo(f"  stack           {client.active_stack_model.name}")
+    dashboard = False
     for run in (ingest_run, train_run, promote_run, deploy_run):
         if run is None:
             continue
         run = client.get_pipeline_run(run.id)
         click.echo(f"  run             {run.name}  [{run.status.value}]")
-        url = get_run_url(run)
+        url = get_run_url(run)  # None without a ZenML server
         if url:
+            dashboard = True
             click.echo(f"                  {url}")
+    if not dashboard and any((ingest_run, train_run, promote_run, deploy_run)):
+        click.echo(  # no ZenML server yet: `make dashboard` starts one on the same store
+            f"  dashboard       make dashboard, then http://127.0.0.1:{ZENML_DASHBOARD_PORT}"
+            "  (runs, steps, artifacts, lineage)"
+        )
     if ingest_run is not None:
         run = client.get_pipeline_run(ingest_run.id)
         steps = run.steps
@@ -225,8 +260,9 @@ def _summary(
         )
         tracker = client.active_stack.experiment_tracker
         if tracker is not None:
-            uri = tracker.get_tracking_uri()
-            click.echo("  MLflow UI       " + _mlflow_ui_command(uri))
+            click.echo(
+                "  MLflow run      " + _mlflow_run_link(tracker, registered["mlflow_run_id"])
+            )
     if promote_run is not None:
         _decision_summary(promote_run)
     if train_run is not None or promote_run is not None:
@@ -240,10 +276,24 @@ def _summary(
     click.echo("  python run.py --help      # options: data folder, epochs, dry run")
 
 
-def _mlflow_ui_command(uri: str) -> str:
-    if uri.startswith(("http://", "https://")):
-        return uri
-    return f"mlflow ui --backend-store-uri {uri} --port 5000  (then http://127.0.0.1:5000)"
+def _mlflow_run_link(tracker: Any, run_id: str) -> str:
+    """The MLflow UI page of a run: on the stack's MLflow server, or via `make mlflow-ui`."""
+    uri = tracker.get_tracking_uri()
+    server = uri.startswith(("http://", "https://"))
+    base = uri.rstrip("/") if server else f"http://127.0.0.1:{MLFLOW_UI_PORT}"
+    experiment_id = _mlflow_experiment_id(tracker, run_id)
+    page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}" if experiment_id else base
+    return page if server else f"make mlflow-ui, then {page}"
+
+
+def _mlflow_experiment_id(tracker: Any, run_id: str) -> str | None:
+    import mlflow
+
+    try:
+        tracker.configure_mlflow()  # the tracking URI and the server's credentials
+        return mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link is a convenience; the run id is printed anyway
+        return None
 
 
 def _model_name(train_config: Path) -> str:
@@ -335,8 +385,8 @@ def _run_deploy(config: Path, model_name: str, actor: str | None = None) -> Any:
 
     if Client().active_stack.model_deployer is None:
         raise PreconditionError(
-            f"The active stack '{Client().active_stack_model.name}' has no model deployer.\n"
-            "  Fix: python -m stack.register   (the embedded stack has the local Seldon one)"
+            f"The active stack '{Client().active_stack_model.name}' has no model deployer, "
+            "which deploying the champion needs." + STACK_FIX
         )
     return _execute(
         deployment_pipeline.with_options(
@@ -502,10 +552,10 @@ def main(
         raise click.UsageError("--dry-run applies to the ingest pipeline only.")
     if overrides and pipeline == "ingest":
         raise click.UsageError("Training options need --pipeline all or train.")
-    _check_stack(needs_tracker=pipeline != "ingest" and not dry_run)
-
     train = pipeline == "train" or (pipeline == "all" and not dry_run)
     promote = pipeline == "all" and not dry_run
+    # Everything the chosen pipelines need, before any of them runs (promote also deploys).
+    _check_stack(needs_tracker=train, needs_validator=promote, needs_deployer=promote)
     hyperparameters = _training_parameters(train_config, overrides) if train else None
     rules = _promotion_rules(promote_config) if promote else None
 
@@ -550,7 +600,7 @@ def promote(
     obj: dict[str, Any], model_version: int | None, current_data_dir: str | None, actor: str
 ) -> None:
     """Re-judge a model version against the champion; promote it if it passes."""
-    _check_stack(needs_tracker=True)
+    _check_stack(needs_tracker=True, needs_validator=True)
     name = _model_name(obj["train_config"])
     rules = _promotion_rules(obj["promote_config"])
     run = _run_promote(obj["promote_config"], name, rules, model_version, current_data_dir, actor)
@@ -595,7 +645,7 @@ def champion(obj: dict[str, Any]) -> None:
 @click.pass_obj
 def deploy(obj: dict[str, Any], actor: str) -> None:
     """Serve the champion (new server first, old one stopped after) and smoke-test it."""
-    _check_stack(needs_tracker=True)
+    _check_stack(needs_tracker=True, needs_deployer=True)
     name = _model_name(obj["train_config"])
     if not _has_champion(name):
         raise PreconditionError(f"{name} has no champion yet. Fix: python run.py")

@@ -28,10 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(tempfile.mkdtemp(prefix="clearsight-bench-"))
 os.environ["ZENML_CONFIG_PATH"] = str(WORK / "zenml")
+# No ZenML repository: run from the checkout, ZenML would otherwise find its .zen
+# and write the bench's active stack (an id of the throw-away store) into
+# .zen/config.yaml, leaving your own runs on ZenML's empty default stack.
+(WORK / "no-repository").mkdir()
+os.environ["ZENML_REPOSITORY_PATH"] = str(WORK / "no-repository")
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+os.environ["CLEARSIGHT_STATE_DIR"] = str(WORK)
 os.environ["CLEARSIGHT_CATALOG_URL"] = f"sqlite:///{WORK / 'catalog.db'}"
-os.environ.pop("ZENML_ACTIVE_STACK_ID", None)
+for variable in ("ZENML_ACTIVE_STACK_ID", "ZENML_STORE_URL"):
+    os.environ.pop(variable, None)
 sys.path.insert(0, str(ROOT))
 
 from clearsight.dataset import build_manifest  # noqa: E402

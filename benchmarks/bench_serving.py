@@ -3,7 +3,7 @@
 Everything runs on loopback with bounded request counts:
 
     python benchmarks/bench_serving.py                 # or: make bench-serving
-    python benchmarks/bench_serving.py --requests 2000 --soak 10000
+    python benchmarks/bench_serving.py --requests 600 --soak 10000   # the same, spelled out
 
 Prints, for each server: single-image latency p50/p99 and requests/s at
 concurrency 1, 8 and 32, images/s for batches of 64, and the server's peak
@@ -91,49 +91,70 @@ class Server:
 
     def stop(self) -> None:
         self._watch = False
-        os.killpg(self.process.pid, signal.SIGTERM)
+        if self.process.poll() is not None:
+            return
         try:
+            os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str, float]:
+    """Send ``count`` requests from ``concurrency`` threads; failures are counted, not fatal.
+
+    A failure is a 5xx answer or a request that got no answer at all
+    (connection refused or reset, timeout): both are counted, and the run goes on.
+    """
     latencies: list[float] = []
-    errors = 0
+    errors_5xx = 0
+    connection_errors = 0
+    lock = threading.Lock()
     session_local = threading.local()
 
     def one(i: int) -> None:
-        nonlocal errors
+        nonlocal errors_5xx, connection_errors
         session = getattr(session_local, "s", None) or requests.Session()
         session_local.s = session
         start = time.perf_counter()
-        response = session.post(
-            url,
-            data=bodies[i % len(bodies)],
-            headers={"Content-Type": "application/json"},
-            timeout=60,
-        )
-        latencies.append(time.perf_counter() - start)
-        if response.status_code >= 500:
-            errors += 1
+        try:
+            response = session.post(
+                url,
+                data=bodies[i % len(bodies)],
+                headers={"Content-Type": "application/json"},
+                timeout=60,
+            )
+        except requests.RequestException:
+            session_local.s = None  # a broken connection: start afresh
+            with lock:
+                connection_errors += 1
+            return
+        elapsed = time.perf_counter() - start
+        with lock:
+            latencies.append(elapsed)
+            if response.status_code >= 500:
+                errors_5xx += 1
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(one, range(count)))
     wall = time.perf_counter() - start
-    ordered = sorted(latencies)
+    ordered = sorted(latencies) or [float("nan")]
     return {
-        "rps": count / wall,
+        "rps": len(latencies) / wall,
         "p50_ms": 1000 * statistics.median(ordered),
         "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
-        "errors_5xx": errors,
+        "errors_5xx": errors_5xx,
+        "connection_errors": connection_errors,
+        "failures": errors_5xx + connection_errors,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=1000, help="requests per level")
+    parser.add_argument("--requests", type=int, default=600, help="requests per level")
     parser.add_argument("--soak", type=int, default=10000, help="soak requests at c=16")
     args = parser.parse_args()
 
@@ -148,6 +169,7 @@ def main() -> None:
     from stack.seldon.service import microservice_command
 
     work = Path(tempfile.mkdtemp(prefix="clearsight-serving-bench-"))
+    servers: list[Server] = []
     try:
         write_digits(work / "digits")
         manifest, _ = build_manifest(work / "digits")
@@ -188,6 +210,7 @@ def main() -> None:
             env,
             f"http://127.0.0.1:{http}/health/ping",
         )
+        servers.append(seldon)
         seldon_url = f"http://127.0.0.1:{http}/api/v1.0/predictions"
         seldon_single = [json.dumps({"data": {"ndarray": t[None].tolist()}}) for t in tensors]
         seldon_png = [json.dumps({"binData": base64.b64encode(i).decode()}) for i in images]
@@ -213,6 +236,7 @@ def main() -> None:
             {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
             f"http://127.0.0.1:{port}/ping",
         )
+        servers.append(mlflow_server)
         mlflow_url = f"http://127.0.0.1:{port}/invocations"
         mlflow_single = [json.dumps({"inputs": t[None].tolist()}) for t in tensors]
         mlflow_batch = [json.dumps({"inputs": tensors.tolist()})]
@@ -229,6 +253,7 @@ def main() -> None:
                     f"{name:7s} c={concurrency:<3d} {r['rps']:7.1f} req/s"
                     f"  p50 {r['p50_ms']:6.1f} ms"
                     f"  p99 {r['p99_ms']:6.1f} ms  5xx {r['errors_5xx']}"
+                    f"  no answer {r['connection_errors']}"
                 )
             b = load(url, batch, 1, 50)
             print(f"{name:7s} batch of 64: {64 * b['rps']:7.1f} images/s")
@@ -242,6 +267,7 @@ def main() -> None:
         after = seldon.rss()
         print(
             f"seldon  soak {args.soak} requests c=16: 5xx {soak['errors_5xx']}, "
+            f"no answer {soak['connection_errors']}, "
             f"{soak['rps']:.1f} req/s, RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB "
             f"({100 * (after - before) / before:+.1f}%)"
         )
@@ -251,10 +277,10 @@ def main() -> None:
         )
         ratio = results[("seldon", 8)]["rps"] / results[("mlflow", 8)]["rps"]
         print(f"throughput ratio seldon/mlflow at c=8: {ratio:.2f}x")
-        seldon.stop()
-        mlflow_server.stop()
         del np, tf
     finally:
+        for server in servers:
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

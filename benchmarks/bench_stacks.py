@@ -7,7 +7,9 @@ promote, deploy, smoke test) on each. Your own ZenML state is untouched:
 
     python benchmarks/bench_stacks.py        # or: make bench-stacks
 
-Needs `make airflow-venv`. Prints one line per stack and the ratio.
+Needs `make airflow-venv`. Prints one line per stack and the ratio. The
+throw-away folder is removed at the end; set CLEARSIGHT_BENCH_KEEP=1 to keep it
+(its path is printed) for a look at the services' logs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -63,9 +66,9 @@ def main() -> None:
     env.pop("ZENML_ACTIVE_STACK_ID", None)
     env.pop("ZENML_STORE_URL", None)
     data = work / "digits"
-    run(["-m", "clearsight.sample_data", str(data)], env)
     figures: dict[str, float] = {}
     try:
+        run(["-m", "clearsight.sample_data", str(data)], env)
         for stack in ("embedded", "production"):
             if stack == "production":  # the embedded run goes first, with no server at all
                 started, _ = run(["-m", "stack.services", "start"], env)
@@ -80,9 +83,13 @@ def main() -> None:
             )
             run(["-m", "stack.serve_stop"], env)
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "stack.services", "stop"], cwd=ROOT, env=env, check=False
-        )
+        for module in ("stack.serve_stop", "stack.services"):  # a failed run may leave them up
+            args = [module] if module == "stack.serve_stop" else [module, "stop"]
+            subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, check=False)
+        if os.environ.get("CLEARSIGHT_BENCH_KEEP"):
+            print(f"kept {work} (CLEARSIGHT_BENCH_KEEP is set)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(
         f"production / embedded: {figures['production'] / figures['embedded']:.2f}x "
         f"on {platform.machine()}, {os.cpu_count()} cores"

@@ -4,11 +4,18 @@ The catalog is addressed by a SQLAlchemy database URL: a SQLite file in the
 project's state folder by default, PostgreSQL for a team that shares one
 (``postgresql+psycopg://user:pass@host/db``). Each ingestion is written in a
 single transaction, so a failure leaves the catalog as it was.
+
+:func:`resolve_catalog_url` is the one place that decides which URL applies:
+the configured one, else ``CLEARSIGHT_CATALOG_URL``, else
+``sqlite:///<repository>/.state/catalog.db``, an absolute path derived from
+where this package lives, never from the current directory.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clearsight.dataset import DatasetManifest, IngestionReport
 from clearsight.errors import CatalogError
+
+CATALOG_URL_ENV = "CLEARSIGHT_CATALOG_URL"
+# The repository this package is installed from (``pip install -e .``).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_ROOT / ".state"
 
 metadata = MetaData()
 
@@ -79,6 +91,46 @@ INGESTIONS = Table(
 def sqlite_url(path: str | Path) -> str:
     """Return the SQLAlchemy URL of a SQLite file at an absolute path."""
     return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+def default_catalog_url() -> str:
+    """The SQLite catalog in the project's state folder, as an absolute URL.
+
+    Raises:
+        CatalogError: When this package does not run from the repository (a
+            non-editable install), where no state folder can be derived.
+    """
+    if not (STATE_DIR.parent / "pyproject.toml").is_file():
+        raise CatalogError(
+            f"No catalog URL is configured and clearsight is not running from its "
+            f"repository ({STATE_DIR.parent} has no pyproject.toml), so there is no "
+            f"project state folder to default to. Set {CATALOG_URL_ENV} or the "
+            "catalog_url parameter (sqlite:////absolute/path/catalog.db or a "
+            "postgresql+psycopg:// URL)."
+        )
+    return sqlite_url(STATE_DIR / "catalog.db")
+
+
+def resolve_catalog_url(
+    configured: str | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Decide the catalog URL: configured, else the environment, else the default.
+
+    Args:
+        configured: A URL from a config file or a step parameter (may be empty).
+        environ: Where to read ``CLEARSIGHT_CATALOG_URL`` (default: ``os.environ``).
+            URLs holding a password belong there, not in a config file.
+
+    Returns:
+        An absolute URL (checked by :func:`check_url`).
+    """
+    env = os.environ if environ is None else environ
+    return check_url(configured or env.get(CATALOG_URL_ENV) or default_catalog_url())
+
+
+def display_url(url: str) -> str:
+    """The URL with its password masked, for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def check_url(url: str) -> str:

@@ -121,6 +121,10 @@ class IngestionReport(BaseModel):
     counts: dict[str, dict[str, int]] = Field(default_factory=dict)
     reviewed: int = Field(default=0, description="Expert-reviewed images considered.")
     provenance: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Problems that do not stop the ingestion, e.g. a class missing from a split.",
+    )
 
     def summary(self) -> str:
         """One line a person can read at the end of a run."""
@@ -134,9 +138,13 @@ class IngestionReport(BaseModel):
             merged = self.provenance.get("review", 0)
             line += f"; {merged} of {self.reviewed} expert-reviewed images merged"
         if self.dry_run:
-            return line + "; dry run: nothing uploaded"
-        if self.uploaded or self.already_stored:
+            line += "; dry run: nothing uploaded"
+        elif self.uploaded or self.already_stored:
             line += f"; {self.uploaded} uploaded, {self.already_stored} already stored"
+        if self.warnings:
+            shown = "; ".join(self.warnings[:3])
+            more = f"; and {len(self.warnings) - 3} more" if len(self.warnings) > 3 else ""
+            line += f". Warning: {shown}{more}"
         return line
 
 
@@ -155,6 +163,47 @@ def assign_split(sha256: str, ratios: tuple[float, float, float]) -> str:
     if position < train + val:
         return "val"
     return "test"
+
+
+def split_warnings(manifest: DatasetManifest) -> list[str]:
+    """Name every class that has no image in some split, and every empty split.
+
+    Hash-derived splits are stratified in expectation only: a class with few
+    images can miss the val or test split by chance. The assignment stays as
+    it is (moving images would leak between versions); the gap is reported.
+
+    Args:
+        manifest: The dataset to check.
+
+    Returns:
+        One readable warning per empty split, or per class missing from a split.
+    """
+    if not manifest.records:
+        return []
+    hashed = manifest.layout == Layout.UNSPLIT.value
+    counts = manifest.counts()
+    warnings: list[str] = []
+    for split, per_class in counts.items():
+        if not any(per_class.values()):
+            warnings.append(
+                f"the {split} split has no images"
+                + (" (too few images for the split ratios)" if hashed else "")
+                + "; training needs train, val and test images"
+            )
+            continue
+        for label, count in per_class.items():
+            if count:
+                continue
+            if hashed:
+                total = sum(counts[s][label] for s in SPLITS)
+                cause = (
+                    f"the hash-derived split put all its {total} image(s) elsewhere; "
+                    "add images to this class"
+                )
+            else:
+                cause = f"the folder has no {split}/{label} images"
+            warnings.append(f"class '{label}' has no images in the {split} split ({cause})")
+    return warnings
 
 
 def validate_ratios(ratios: Iterable[float]) -> tuple[float, float, float]:
@@ -272,6 +321,7 @@ def build_manifest(
     report.fingerprint = manifest.fingerprint
     report.counts = manifest.counts()
     report.provenance = manifest.provenance_counts()
+    report.warnings = split_warnings(manifest)
     return manifest, report
 
 
@@ -334,4 +384,5 @@ def merge_reviewed(
     report.fingerprint = merged.fingerprint
     report.counts = merged.counts()
     report.provenance = merged.provenance_counts()
+    report.warnings = split_warnings(merged)
     return merged, report

@@ -3,8 +3,11 @@
 A challenger may replace the champion only when it clears absolute floors,
 does not regress against the champion on the same test split beyond a
 tolerance, sees no excessive data drift, is well calibrated, and passes the
-Evidently test suite. The first model ever trained is judged on the floors,
-drift, calibration and the test suite alone. Every rule that fails adds a reason.
+Evidently test suite. The first model ever trained (no champion yet) is
+judged on the floors alone (accuracy, macro-F1, recall of the critical
+classes): drift, calibration and the test suite are still evaluated and listed
+in the decision, marked informational, but they do not block it. Every rule
+that fails adds a reason.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ class PromotionDecision(BaseModel):
 
     promote: bool
     reasons: list[str]
+    informational: list[str] = Field(
+        default_factory=list,
+        description="checks evaluated but not blocking (a first model's drift, ECE, suite)",
+    )
     challenger: ModelScore
     champion: ModelScore | None = None
     drift_share: float
@@ -69,12 +76,27 @@ def decide(
     evidently_tests_passed: bool,
     rules: PromotionRules,
 ) -> PromotionDecision:
-    """Apply every rule and collect the reasons; promote only if none failed."""
+    """Apply every rule and collect the reasons; promote only if none failed.
+
+    Without a champion only the floors block; the other checks are reported as
+    informational, prefixed ``informational (first model, not blocking):``.
+    """
     failures: list[str] = []
     passes: list[str] = []
+    informational: list[str] = []
+    first_model = champion is None
 
     def check(ok: bool, good: str, bad: str) -> None:
         (passes if ok else failures).append(good if ok else bad)
+
+    def advisory(ok: bool, good: str, bad: str) -> None:
+        """A check that blocks a challenger but only informs about a first model."""
+        if first_model:
+            informational.append(
+                f"informational (first model, not blocking): {good if ok else bad}"
+            )
+        else:
+            check(ok, good, bad)
 
     check(
         challenger.accuracy >= rules.min_accuracy,
@@ -96,19 +118,19 @@ def decide(
             f"recall of critical class {name!r} {recall:.4f} >= {rules.min_critical_recall}",
             f"recall of critical class {name!r} {recall:.4f} below {rules.min_critical_recall}",
         )
-    check(
+    advisory(
         drift_share <= rules.max_drift_share,
         f"drifted columns {drift_share:.2f} <= {rules.max_drift_share}",
         f"data drift: {drift_share:.2f} of columns drifted, above {rules.max_drift_share}",
     )
-    check(
+    advisory(
         ece <= rules.max_ece,
         f"calibration error {ece:.4f} <= {rules.max_ece}",
         f"calibration error {ece:.4f} above {rules.max_ece}",
     )
-    check(evidently_tests_passed, "Evidently test suite passed", "Evidently test suite failed")
+    advisory(evidently_tests_passed, "Evidently test suite passed", "Evidently test suite failed")
     if champion is None:
-        passes.append("no champion yet: judged on floors, drift and calibration")
+        passes.append("no champion yet: judged on the floors alone")
     elif champion.version == challenger.version:
         passes.append(f"v{challenger.version} is already the champion")
     else:
@@ -123,7 +145,8 @@ def decide(
             )
     return PromotionDecision(
         promote=not failures,
-        reasons=failures or passes,
+        reasons=(failures or passes) + informational,
+        informational=informational,
         challenger=challenger,
         champion=champion,
         drift_share=drift_share,

@@ -8,11 +8,14 @@ reach the logits and the penultimate layer by name.
 
 from __future__ import annotations
 
+import re
+import warnings
 from enum import StrEnum
 from pathlib import Path
 
 import tensorflow as tf
 
+from clearsight.errors import ClearsightError
 from clearsight.preprocess import CHANNELS
 
 
@@ -25,6 +28,19 @@ class Architecture(StrEnum):
 
 
 EMBEDDING_LAYER = "embedding"
+
+
+class PretrainedWeightsError(ClearsightError, ValueError):
+    """A pretrained weights file does not fit the chosen backbone."""
+
+
+class PretrainedWeightsNotFoundError(ClearsightError, FileNotFoundError):
+    """The pretrained weights file does not exist."""
+
+
+# Keras 3 warns, and loads nothing into the layers concerned, when a file lacks
+# the groups of nested layers: a partial load that must not pass silently.
+_PARTIAL_LOAD_WARNING = "freshly-initialized weights"
 
 
 def _small_cnn(inputs: tf.Tensor) -> tf.Tensor:
@@ -46,8 +62,8 @@ def _small_cnn(inputs: tf.Tensor) -> tf.Tensor:
 def _backbone(
     architecture: Architecture, inputs: tf.Tensor, image_size: int, weights: str | None
 ) -> tf.Tensor:
-    if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(
+    if weights is not None and not Path(weights).expanduser().is_file():
+        raise PretrainedWeightsNotFoundError(
             f"Pretrained weights file {weights} not found. Give a local .h5/.weights.h5 "
             "file (nothing is downloaded), or set pretrained_weights to null."
         )
@@ -63,8 +79,63 @@ def _backbone(
         x = tf.keras.layers.Rescaling(2.0, offset=-1.0)(inputs)
         base = tf.keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=shape)
     if weights is not None:
-        base.load_weights(weights, skip_mismatch=True)
+        _load_backbone_weights(base, Path(weights).expanduser().resolve(), architecture, shape)
     return tf.keras.layers.GlobalAveragePooling2D()(base(x))
+
+
+def _load_backbone_weights(
+    base: tf.keras.Model, path: Path, architecture: Architecture, shape: tuple[int, int, int]
+) -> None:
+    """Load every weight of ``base`` from ``path``, or fail saying why.
+
+    Keras raises on a missing or mis-shaped variable when ``skip_mismatch`` is
+    off; a file that lacks whole nested groups only triggers a warning, which
+    is turned into the same error here.
+
+    Raises:
+        PretrainedWeightsError: The file is not a Keras weights file, or its
+            weights do not match the architecture.
+    """
+    expected = (
+        f"the weights of Keras' {base.name} ({architecture.value}) without its "
+        f"classification head (include_top=False), input {shape[0]}x{shape[1]}x{shape[2]}"
+    )
+    advice = (
+        "Give a file saved from the same architecture, e.g. "
+        f"tf.keras.applications.{_keras_class(architecture)}"
+        "(include_top=False, weights=None).save_weights('backbone.weights.h5') after "
+        "loading pretrained weights into it, or Keras' official *_no_top.h5 file for this "
+        "architecture; or set pretrained_weights to null to train from scratch."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            base.load_weights(str(path))
+        except (ValueError, OSError, KeyError, TypeError) as error:
+            # Keep Keras' summary and first example, not the tensor values it prints.
+            reason = " ".join(str(error).split())
+            reason = re.split(r" Target variable:| List of objects", reason)[0][:400]
+            raise PretrainedWeightsError(
+                f"The pretrained weights in {path} do not fit the {architecture.value} "
+                f"backbone: expected {expected}. Keras says: {reason}. {advice}"
+            ) from error
+    partial = [w for w in caught if _PARTIAL_LOAD_WARNING in str(w.message)]
+    for other in (w for w in caught if w not in partial):
+        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    if partial:
+        raise PretrainedWeightsError(
+            f"The pretrained weights in {path} do not fit the {architecture.value} backbone: "
+            f"expected {expected}, but {len(partial)} groups of layers are missing from the "
+            f"file and would keep random weights (first: {str(partial[0].message)[:200]}). "
+            f"{advice}"
+        )
+
+
+def _keras_class(architecture: Architecture) -> str:
+    return {
+        Architecture.EFFICIENTNET_B0: "EfficientNetB0",
+        Architecture.MOBILENET_V2: "MobileNetV2",
+    }[architecture]
 
 
 def build_model(
@@ -89,6 +160,11 @@ def build_model(
 
     Returns:
         A Keras model mapping ``(n, size, size, 3)`` images to probabilities.
+
+    Raises:
+        PretrainedWeightsNotFoundError: ``pretrained_weights`` is not a file.
+        PretrainedWeightsError: The file's weights do not fit the backbone (no
+            partial or silent load).
     """
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes, got {num_classes}.")

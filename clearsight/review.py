@@ -255,13 +255,22 @@ class ReviewStore:
                 ).inserted_primary_key[0]
             )
 
-    def queue(self, status: str | None = PENDING, limit: int = 200) -> list[dict[str, Any]]:
-        """Queue entries, oldest first (``status=None``: every entry)."""
+    def queue(
+        self, status: str | None = PENDING, limit: int = 200, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Queue entries, oldest first (``status=None``: every entry).
+
+        Args:
+            status: Only entries with this status; ``None`` for all.
+            limit: At most this many entries.
+            offset: Skip this many first (paging: ``offset = page * limit``).
+        """
         query = select(PREDICTIONS).order_by(PREDICTIONS.c.created_at, PREDICTIONS.c.id)
         if status is not None:
             query = query.where(PREDICTIONS.c.status == status)
+        query = query.limit(limit).offset(max(0, offset))
         with self.engine.connect() as connection:
-            return [dict(r._mapping) for r in connection.execute(query.limit(limit))]
+            return [dict(r._mapping) for r in connection.execute(query)]
 
     def pending_count(self) -> int:
         """Number of predictions waiting for a review."""
@@ -282,6 +291,7 @@ class ReviewStore:
         label: str | None,
         note: str = "",
         reject: bool = False,
+        role: str = "reviewer",
     ) -> dict[str, Any]:
         """Confirm or correct a queued prediction, or reject the image.
 
@@ -292,6 +302,7 @@ class ReviewStore:
             note: Free text for the record.
             reject: The image is unusable (not a valid case); it is left out
                 of the labelled set.
+            role: The reviewer's role (``reviewer`` or ``admin``), for the audit log.
 
         Returns:
             The review row.
@@ -344,7 +355,7 @@ class ReviewStore:
                 insert(AUDIT_LOG).values(
                     at=now,
                     actor=reviewer,
-                    role="reviewer",
+                    role=role,
                     action=f"review:{verdict}",
                     target=f"prediction #{prediction_id} ({row.sha256[:12]})",
                     outcome="ok",
@@ -358,6 +369,14 @@ class ReviewStore:
         query = select(REVIEWS).order_by(REVIEWS.c.reviewed_at.desc(), REVIEWS.c.id.desc())
         with self.engine.connect() as connection:
             return [dict(r._mapping) for r in connection.execute(query.limit(limit))]
+
+    def review_count(self, reviewer: str | None = None) -> int:
+        """Number of reviews recorded, all or by one reviewer (a COUNT, not a fetch)."""
+        query = select(func.count()).select_from(REVIEWS)
+        if reviewer is not None:
+            query = query.where(REVIEWS.c.reviewer == reviewer)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
 
     def reviewed_images(self) -> list[ReviewedImage]:
         """The labelled production set: per image, its latest review, unless rejected."""

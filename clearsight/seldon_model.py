@@ -15,15 +15,17 @@ the fork hangs the first request.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, jsonify
+from flask import Blueprint, g, jsonify, request
 from seldon_core.flask_utils import SeldonMicroserviceException
-from werkzeug.exceptions import UnsupportedMediaType
+from seldon_core.metrics import SeldonMetrics
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from clearsight.serving import (
     MODEL_FILE,
@@ -35,14 +37,100 @@ from clearsight.serving import (
 )
 
 MODEL_DIR_ENV = "CLEARSIGHT_MODEL_DIR"
+PREDICTION_PATHS = ("/api/v1.0/predictions", "/api/v0.1/predictions", "/predict")
+
+# seldon-core builds one SeldonMetrics (its custom-metrics store, shared by the
+# workers) in main() after importing this module, and gives it only to its
+# own request handlers. Keep a reference so that rejected requests, which never
+# reach the point where seldon-core records a response's custom metrics, are
+# counted too.
+_SELDON_METRICS: list[SeldonMetrics] = []
 
 
-def _error_blueprint() -> Blueprint:
-    """Turn seldon-core's 500 for a non-JSON content type into a clear 415."""
+def _remember_seldon_metrics() -> None:
+    if getattr(SeldonMetrics, "_clearsight_remembered", False):
+        return
+    original = SeldonMetrics.__init__
+
+    def init(self: SeldonMetrics, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        _SELDON_METRICS[:] = [self]
+
+    SeldonMetrics.__init__ = init  # type: ignore[method-assign]
+    SeldonMetrics._clearsight_remembered = True  # type: ignore[attr-defined]
+
+
+_remember_seldon_metrics()
+
+
+def count_rejected(reason: str) -> None:
+    """Add one to ``clearsight_rejected_total{reason=...}``."""
+    if not _SELDON_METRICS:
+        return
+    with contextlib.suppress(Exception):  # a metric must never break an answer
+        _SELDON_METRICS[0].update(
+            [
+                {
+                    "type": "COUNTER",
+                    "key": "clearsight_rejected_total",
+                    "value": 1,
+                    "tags": {"reason": reason},
+                }
+            ],
+            "predict",
+        )
+
+
+def _status_body(code: int, reason: str, info: str) -> dict[str, Any]:
+    return {"status": {"status": 1, "code": code, "reason": reason, "info": info}}
+
+
+def _error_blueprint(max_request_bytes: int) -> Blueprint:
+    """Clear 4xx answers where seldon-core would give a 500, and rejection counts.
+
+    * a non-JSON content type: 415 (seldon-core: 500);
+    * a body over ``max_request_bytes``: 413 before it is read;
+    * every 4xx of the prediction routes is counted in
+      ``clearsight_rejected_total{reason}``.
+    """
     blueprint = Blueprint("clearsight_errors", __name__)
+
+    @blueprint.record_once
+    def limit_body(state: Any) -> None:
+        # werkzeug refuses to read a larger body (also a chunked one) with a 413.
+        state.app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
+
+    @blueprint.before_app_request
+    def refuse_large_bodies():
+        length = request.content_length
+        if length is not None and length > max_request_bytes:
+            raise RequestEntityTooLarge()
+        return None
+
+    @blueprint.app_errorhandler(RequestEntityTooLarge)
+    def too_large(error: RequestEntityTooLarge):
+        g.clearsight_reject_reason = "too_large"
+        info = (
+            f"Request body of {request.content_length or 'more than'} bytes exceeds "
+            f"max_request_bytes={max_request_bytes}: send fewer or smaller images per request"
+        )
+        return jsonify(_status_body(413, "REQUEST_TOO_LARGE", info)), 413
+
+    @blueprint.after_app_request
+    def count_rejections(response):
+        if 400 <= response.status_code < 500 and request.path in PREDICTION_PATHS:
+            reason = getattr(g, "clearsight_reject_reason", None)
+            if reason is None:
+                body = response.get_json(silent=True) or {}
+                status = body.get("status") if isinstance(body, dict) else None
+                code = status.get("reason") if isinstance(status, dict) else None
+                reason = str(code).lower() if code else f"http_{response.status_code}"
+            count_rejected(reason)
+        return response
 
     @blueprint.app_errorhandler(UnsupportedMediaType)
     def unsupported_media_type(error: UnsupportedMediaType):
+        g.clearsight_reject_reason = "unsupported_media_type"
         body = {
             "status": {
                 "status": 1,
@@ -72,7 +160,7 @@ class ImageClassifier:
         self.model = None
         self.infer = None
         self.preprocess = None
-        self.model_error_handler = _error_blueprint()
+        self.model_error_handler = _error_blueprint(self.config.max_request_bytes)
 
     def load(self) -> None:
         """Import TensorFlow and load the model (called in each worker)."""
@@ -104,11 +192,12 @@ class ImageClassifier:
         started = time.perf_counter()
         try:
             kind, payload = parse_request(request, self.config)
+            batch = self._preprocess(payload) if kind == "images" else payload
         except BadRequestError as error:
+            _set_reject_reason(error.reason)
             raise SeldonMicroserviceException(
                 str(error), status_code=400, reason="BAD_REQUEST"
             ) from None
-        batch = self.preprocess(payload, self.config.image_size) if kind == "images" else payload
         probabilities = self.infer(np.asarray(batch, dtype=np.float32)).numpy()
         answers = shape_answers(probabilities, self.config)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -145,6 +234,24 @@ class ImageClassifier:
             "meta": {"tags": response_meta(self.config), "metrics": metrics},
         }
 
+    def _preprocess(self, images: list[bytes]) -> np.ndarray:
+        """Decode and resize with TensorFlow; its refusal is the client's error (400).
+
+        Pillow has already accepted each image, but TensorFlow's decoders are
+        stricter (for example about a PNG chunk's checksum).
+        """
+        import tensorflow as tf
+
+        try:
+            return self.preprocess(images, self.config.image_size)
+        except (tf.errors.InvalidArgumentError, ValueError) as error:
+            message = getattr(error, "message", None) or str(error)
+            reason = message.strip().splitlines()[-1].split("}}")[-1].strip() or "decode error"
+            raise BadRequestError(
+                f"image could not be decoded by the model's preprocessing: {reason}",
+                "decode_error",
+            ) from None
+
     def health_status_raw(self) -> dict[str, Any]:
         """Seldon's /health/status: ready once the model is loaded."""
         return {"ready": self.model is not None, **response_meta(self.config)}
@@ -163,3 +270,9 @@ class ImageClassifier:
             ],
             "outputs": [{"messagetype": "jsonData", "schema": {"classes": self.config.classes}}],
         }
+
+
+def _set_reject_reason(reason: str) -> None:
+    """Tell the rejection counter why (outside a Flask request: nothing to do)."""
+    with contextlib.suppress(RuntimeError):  # no application context (gRPC, tests)
+        g.clearsight_reject_reason = reason

@@ -28,10 +28,19 @@ from clearsight.images import DEFAULT_MAX_PIXELS, InvalidImageError, inspect_ima
 
 SERVING_FILE = "serving.json"
 MODEL_FILE = "model.keras"
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # a full batch of photos in base64 fits
 
 
 class BadRequestError(ValueError):
-    """The request is malformed; the message says what was wrong."""
+    """The request is malformed; the message says what was wrong.
+
+    Attributes:
+        reason: A short code for metrics (``clearsight_rejected_total{reason}``).
+    """
+
+    def __init__(self, message: str, reason: str = "bad_request") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -49,6 +58,7 @@ class ServingConfig:
     top_k: int = 3
     max_batch: int = 64
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -63,11 +73,11 @@ class ServingConfig:
 
 def _decode_base64(value: Any, where: str) -> bytes:
     if not isinstance(value, str) or not value:
-        raise BadRequestError(f"{where} must be a non-empty base64 string")
+        raise BadRequestError(f"{where} must be a non-empty base64 string", "bad_base64")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequestError(f"{where} is not valid base64") from None
+        raise BadRequestError(f"{where} is not valid base64", "bad_base64") from None
 
 
 def parse_request(request: Any, config: ServingConfig) -> tuple[str, list[bytes] | np.ndarray]:
@@ -79,7 +89,8 @@ def parse_request(request: Any, config: ServingConfig) -> tuple[str, list[bytes]
     if not isinstance(request, dict) or not request:
         raise BadRequestError(
             "Empty or non-object request: send {'binData': <base64 image>}, "
-            "{'jsonData': {'images': [<base64>, ...]}} or {'data': {'ndarray': [...]}}"
+            "{'jsonData': {'images': [<base64>, ...]}} or {'data': {'ndarray': [...]}}",
+            "empty_request",
         )
     if "binData" in request:
         images = [_decode_base64(request["binData"], "binData")]
@@ -87,43 +98,53 @@ def parse_request(request: Any, config: ServingConfig) -> tuple[str, list[bytes]
         body = request["jsonData"]
         images_field = body.get("images") if isinstance(body, dict) else None
         if not isinstance(images_field, list) or not images_field:
-            raise BadRequestError("jsonData must be {'images': [<base64 image>, ...]}")
+            raise BadRequestError(
+                "jsonData must be {'images': [<base64 image>, ...]}", "bad_payload"
+            )
         images = [_decode_base64(v, f"jsonData.images[{i}]") for i, v in enumerate(images_field)]
     elif "data" in request:
         return "tensor", _parse_tensor(request["data"], config)
     else:
         raise BadRequestError(
-            f"Unknown payload keys {sorted(request)}: use binData, jsonData or data.ndarray"
+            f"Unknown payload keys {sorted(request)}: use binData, jsonData or data.ndarray",
+            "bad_payload",
         )
     if len(images) > config.max_batch:
-        raise BadRequestError(f"Batch of {len(images)} images exceeds max_batch={config.max_batch}")
+        raise BadRequestError(
+            f"Batch of {len(images)} images exceeds max_batch={config.max_batch}", "batch_too_large"
+        )
     for i, data in enumerate(images):
         try:
             inspect_image(data, min_side=1, max_pixels=config.max_pixels)
         except InvalidImageError as error:
-            raise BadRequestError(f"image {i}: {error}") from None
+            raise BadRequestError(f"image {i}: {error}", "invalid_image") from None
     return "images", images
 
 
 def _parse_tensor(data: Any, config: ServingConfig) -> np.ndarray:
     if not isinstance(data, dict) or "ndarray" not in data:
-        raise BadRequestError("data must be {'ndarray': [...]} (tensor, names optional)")
+        raise BadRequestError(
+            "data must be {'ndarray': [...]} (tensor, names optional)", "bad_tensor"
+        )
     try:
         tensor = np.asarray(data["ndarray"], dtype=np.float32)
     except (TypeError, ValueError):
-        raise BadRequestError("data.ndarray must be a numeric array") from None
+        raise BadRequestError("data.ndarray must be a numeric array", "bad_tensor") from None
     expected = (config.image_size, config.image_size, 3)
     if tensor.ndim == 3:
         tensor = tensor[np.newaxis]
     if tensor.ndim != 4 or tensor.shape[1:] != expected:
         raise BadRequestError(
             f"data.ndarray has shape {list(tensor.shape)}; expected [n, {expected[0]}, "
-            f"{expected[1]}, 3] (preprocessed RGB in [0, 1])"
+            f"{expected[1]}, 3] (preprocessed RGB in [0, 1])",
+            "bad_tensor",
         )
     if len(tensor) > config.max_batch:
-        raise BadRequestError(f"Batch of {len(tensor)} exceeds max_batch={config.max_batch}")
+        raise BadRequestError(
+            f"Batch of {len(tensor)} exceeds max_batch={config.max_batch}", "batch_too_large"
+        )
     if not np.isfinite(tensor).all():
-        raise BadRequestError("data.ndarray contains NaN or infinity")
+        raise BadRequestError("data.ndarray contains NaN or infinity", "bad_tensor")
     return tensor
 
 

@@ -6,25 +6,29 @@ from zenml import pipeline
 from zenml.client import Client
 
 from clearsight.names import ArtifactName, PipelineName
+from clearsight.serving import DEFAULT_MAX_REQUEST_BYTES
 from steps.deployment import deploy_champion, smoke_test
 
 
 @pipeline(name=PipelineName.DEPLOY)
 def deployment_pipeline(
     model_name: str,
-    workers: int = 1,
+    workers: int | None = None,
     uncertain_threshold: float = 0.7,
     top_k: int = 3,
     max_batch: int = 64,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> None:
     """Deploy the model the MLflow alias ``champion`` names, and smoke-test it.
 
     Args:
         model_name: The registered model.
-        workers: gunicorn workers of the microservice.
+        workers: gunicorn workers of the microservice; None: the model
+            deployer's ``workers`` setting.
         uncertain_threshold: Confidence below which answers are flagged uncertain.
         top_k: Classes listed per answer.
         max_batch: Largest accepted batch.
+        max_request_bytes: Largest accepted request body (larger: 413).
     """
     deployment = deploy_champion(
         model_name=model_name,
@@ -32,5 +36,6 @@ def deployment_pipeline(
         uncertain_threshold=uncertain_threshold,
         top_k=top_k,
         max_batch=max_batch,
+        max_request_bytes=max_request_bytes,
     )
     smoke_test(deployment=deployment, dataset=Client().get_artifact_version(ArtifactName.DATASET))

@@ -31,8 +31,10 @@ def promotion_pipeline(
         model_name: The ZenML model (also the MLflow registered model).
         challenger_version: ZenML model version to judge.
         champion_version: ZenML model version in production, if any.
-        current_data_dir: A labelled folder of new images for the drift check;
-            the challenger's test split when empty.
+        current_data_dir: A labelled folder of new images for the drift check
+            (the drift report and the drift test suite both judge it); the
+            challenger's test split when empty. Quality is always judged on
+            the frozen test split.
         embedding_components: PCA components of the embedding used as features.
         rules: The gate's thresholds.
         actor: Who asked for this judgement (recorded with a promotion).
@@ -55,7 +57,7 @@ def promotion_pipeline(
         metrics=ev.drift_metrics(rules),
         id="drift_report",
     )
-    evidently_report_step(
+    quality_json, _ = evidently_report_step(
         reference_dataset=reference,
         comparison_dataset=current,
         column_mapping=mapping,
@@ -69,7 +71,15 @@ def promotion_pipeline(
         tests=ev.quality_tests(rules),
         id="quality_tests",
     )
+    drift_tests_json, _ = evidently_test_step(  # the same current data as the drift report
+        reference_dataset=reference,
+        comparison_dataset=drift,
+        column_mapping=mapping,
+        tests=ev.drift_tests(rules),
+        id="drift_tests",
+    )
     champion_features = None
+    champion_json = None
     if champion_version is not None and champion_version != challenger_version:
         champion = Model(name=model_name, version=champion_version)
         champion_features = score_champion(
@@ -77,12 +87,14 @@ def promotion_pipeline(
             dataset=dataset,
             current_features=current,
         )
-        evidently_report_step(  # reference: the champion; current: the challenger
-            reference_dataset=champion_features,
-            comparison_dataset=current,
-            column_mapping=mapping,
-            metrics=ev.quality_metrics(),
-            id="champion_vs_challenger_report",
+        champion_json, _ = (
+            evidently_report_step(  # reference: the champion; current: the challenger
+                reference_dataset=champion_features,
+                comparison_dataset=current,
+                column_mapping=mapping,
+                metrics=ev.quality_metrics(),
+                id="champion_vs_challenger_report",
+            )
         )
     decision = promotion_gate(
         current_features=current,
@@ -91,7 +103,11 @@ def promotion_pipeline(
         calibration=challenger.get_artifact(ArtifactName.CALIBRATION),
         dataset=dataset,
         challenger_version=challenger_version,
+        model_name=model_name,
+        quality_report=quality_json,
+        drift_test_report=drift_tests_json,
         champion_features=champion_features,
+        champion_report=champion_json,
         champion_version=champion_version,
         rules=rules,
     )

@@ -11,6 +11,7 @@ from steps.training import (
     calibrate_model,
     evaluate_model,
     link_dataset,
+    log_model_metadata,
     register_model,
     train_model,
 )
@@ -38,6 +39,14 @@ def training_pipeline(
         hyperparameters=hyperparameters or TrainingParameters(),
         after="link_dataset",
     )
-    model, _ = calibrate_model(model=trained, dataset=dataset)
+    model, calibration = calibrate_model(model=trained, dataset=dataset)
     test_metrics, _ = evaluate_model(model=model, dataset=dataset)
-    register_model(model=model, dataset=dataset, test_metrics=test_metrics)
+    registered = register_model(model=model, dataset=dataset, test_metrics=test_metrics)
+    # Never cached: the figures reach this run's model version even when the
+    # steps above were all reused from cache.
+    log_model_metadata(
+        test_metrics=test_metrics,
+        calibration=calibration,
+        registered_model=registered,
+        dataset=dataset,
+    )

@@ -35,7 +35,30 @@ def is_airflow_stack() -> bool:
     return Client().active_stack_model.components["orchestrator"][0].flavor_name == "airflow"
 
 
+def _orchestrator_configuration() -> dict[str, Any]:
+    component = Client().active_stack_model.components["orchestrator"][0]
+    return component.configuration or {}
+
+
+def uses_bash_operator() -> bool:
+    """Whether the active Airflow orchestrator runs steps with our BashOperator generator.
+
+    ``CLEARSIGHT_AIRFLOW_OPERATOR=docker`` or ``kubernetes_pod`` at registration
+    keeps ZenML's own generator, which needs an image built for the steps.
+    """
+    from stack.register import BASH_OPERATOR, DAG_GENERATOR
+
+    config = _orchestrator_configuration()
+    return (
+        config.get("operator") == BASH_OPERATOR
+        and config.get("custom_dag_generator") == DAG_GENERATOR
+    )
+
+
 def _airflow_settings() -> dict[str, Any]:
+    """Settings of a run on the Airflow stack (none but ZenML's own for a container operator)."""
+    if not uses_bash_operator():
+        return {}
     # The steps run in the project's virtualenv from the project folder: no
     # image to build, no code to download into one.
     return {
@@ -104,24 +127,33 @@ def _written_dag(pipeline_name: str, since: float) -> str | None:
     return max(written, key=lambda p: p.stat().st_mtime).stem if written else None
 
 
-def _airflow_failure(dag_id: str) -> str | None:
-    """A description of the DAG's failed run, if Airflow says it failed."""
+def _airflow_failure(dag_id: str, run_id: str | None = None) -> str | None:
+    """A description of the DAG run's failure, if Airflow says that run failed.
+
+    Only the run we follow counts (``run_id``; without one, the DAG's newest
+    run): a schedule's DAG keeps its earlier runs, and an old failed one says
+    nothing about the run that is going on now.
+    """
     from stack.airflow.client import AirflowClient, AirflowError
     from stack.settings import load_settings
 
     settings = load_settings()
     client = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
     try:
-        runs = client.dag_runs(dag_id)
-        failed = [r for r in runs if r.get("state") == "failed"]
-        if not failed:
+        if run_id is None:
+            runs = client.dag_runs(dag_id)
+            dag_run = runs[0] if runs else None
+        else:
+            dag_run = client.dag_run(dag_id, run_id)
+        if dag_run is None or dag_run.get("state") != "failed":
             return None
-        tasks = client.task_instances(dag_id, failed[0]["dag_run_id"])
+        run_id = dag_run["dag_run_id"]
+        tasks = client.task_instances(dag_id, run_id)
     except AirflowError:
         return None
     names = [t["task_id"] for t in tasks if t.get("state") in ("failed", "upstream_failed")]
     return (
-        f"Airflow run {failed[0]['dag_run_id']} of DAG {dag_id} failed"
+        f"Airflow run {run_id} of DAG {dag_id} failed"
         + (f" in task(s) {', '.join(names)}" if names else "")
         + f"; its logs: {settings.airflow_url}/dags/{dag_id}"
     )
@@ -132,12 +164,14 @@ def wait_for_run(
     echo: Callable[[str], None] = print,
     timeout: float = DEFAULT_TIMEOUT,
     dag_id: str | None = None,
+    airflow_run_id: str | None = None,
 ) -> Any:
     """Poll the ZenML run until it has finished; print each step as it ends.
 
     When the DAG run fails before ZenML could record anything (a task that
     cannot even start the step), the ZenML run would wait forever: Airflow's
-    own state is checked too.
+    own state of that DAG run is checked too: ``airflow_run_id``, else the
+    DAG's newest run (the DAG that :func:`execute` writes has just the one).
     """
     client = Client()
     deadline = time.monotonic() + timeout
@@ -157,7 +191,7 @@ def wait_for_run(
         if run.status.is_finished:
             break
         if dag_id and polls % 3 == 0:
-            failure = _airflow_failure(dag_id)
+            failure = _airflow_failure(dag_id, airflow_run_id)
             if failure and airflow_failed_at is None:
                 airflow_failed_at = time.monotonic()
             # Give ZenML a moment to record the failure itself.
@@ -294,13 +328,16 @@ def trigger(
     while time.monotonic() < deadline:
         runs = client.list_pipeline_runs(orchestrator_run_id=run_id, size=1).items
         if runs:
-            return wait_for_run(runs[0].id, echo=echo, timeout=timeout, dag_id=entry["dag_id"])
-        state = next(
-            (r["state"] for r in airflow.dag_runs(entry["dag_id"]) if r["dag_run_id"] == run_id),
-            None,
-        )
+            return wait_for_run(
+                runs[0].id,
+                echo=echo,
+                timeout=timeout,
+                dag_id=entry["dag_id"],
+                airflow_run_id=run_id,
+            )
+        state = (airflow.dag_run(entry["dag_id"], run_id) or {}).get("state")
         if state == "failed":
-            failure = _airflow_failure(entry["dag_id"])
+            failure = _airflow_failure(entry["dag_id"], run_id)
             raise PipelineRunError(failure or f"Airflow run {run_id} failed.")
         time.sleep(2)
     raise PipelineRunError(f"Airflow run {run_id} did not start a ZenML run in {timeout:.0f} s.")

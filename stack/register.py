@@ -45,7 +45,14 @@ PRODUCTION_STACK = "production"
 S3_SECRET = "clearsight_s3"
 MLFLOW_SECRET = "clearsight_mlflow"
 SELDON_K8S = "seldon_k8s"
+IMAGE_BUILDER = "docker_local"
 BASH_OPERATOR = "airflow.providers.standard.operators.bash.BashOperator"
+DAG_GENERATOR = "stack.airflow.dag_generator"
+# CLEARSIGHT_AIRFLOW_OPERATOR -> the operator class ZenML's DAG generator imports.
+CONTAINER_OPERATORS = {
+    "docker": "airflow.providers.docker.operators.docker.DockerOperator",
+    "kubernetes_pod": "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator",
+}
 
 
 @dataclass(frozen=True)
@@ -77,13 +84,13 @@ EMBEDDED_COMPONENTS = (
 )
 
 
-def ensure_flavors(client: Client) -> None:
-    """Register the project's own flavors (re-registering is a no-op)."""
+def missing_flavors(client: Client) -> list[tuple[str, str, StackComponentType]]:
+    """The project's own flavors not registered yet (one registered elsewhere: an error)."""
+    missing = []
     for name, source, component_type in FLAVORS:
         known = client.list_flavors(name=name, type=component_type.value).items
         if not known:
-            client.create_flavor(source=source, component_type=component_type)
-            logger.info("flavor %s registered", name)
+            missing.append((name, source, component_type))
         elif all(f.source != source for f in known):
             raise RuntimeError(
                 f"Flavor {name!r} is registered from {known[0].source}, not {source}. "
@@ -91,6 +98,85 @@ def ensure_flavors(client: Client) -> None:
                 f"{component_type.value.replace('_', '-')} flavor delete {name}; "
                 "and run python -m stack.register again."
             )
+    return missing
+
+
+def ensure_flavors(client: Client) -> None:
+    """Register the project's own flavors (re-registering is a no-op)."""
+    for name, source, component_type in missing_flavors(client):
+        client.create_flavor(source=source, component_type=component_type)
+        logger.info("flavor %s registered", name)
+
+
+def _with_secret_values(value: Any, secrets: dict[str, dict[str, str]]) -> Any:
+    """``{{secret.key}}`` replaced by the value about to be stored (the secret may be new)."""
+    if isinstance(value, str) and value.startswith("{{") and value.endswith("}}"):
+        name, _, key = value[2:-2].strip().partition(".")
+        if name in secrets and key in secrets[name]:
+            return secrets[name][key]
+    return value
+
+
+def validate_components(
+    client: Client,
+    specs: tuple[ComponentSpec, ...],
+    secrets: dict[str, dict[str, str]] | None = None,
+) -> None:
+    """Check every component against its flavor before anything is written.
+
+    ``secrets`` are the ZenML secrets the registration is about to write: a
+    reference to one of them is checked with its value.
+
+    Raises:
+        ValueError: A configuration the flavor refuses.
+        RuntimeError: An unknown flavor, or a component of that name with another flavor.
+    """
+    from zenml.stack.flavor import Flavor
+    from zenml.stack.utils import validate_stack_component_config
+    from zenml.utils import source_utils
+
+    unregistered = {(name, kind): source for name, source, kind in missing_flavors(client)}
+    for spec in specs:
+        kind = spec.type.value.replace("_", "-")
+        existing = client.list_stack_components(name=spec.name, type=spec.type.value).items
+        if existing and existing[0].flavor_name != spec.flavor:
+            raise RuntimeError(
+                f"A {spec.type.value} named {spec.name!r} exists with flavor "
+                f"{existing[0].flavor_name!r}, not {spec.flavor!r}. Rename or delete it: "
+                f"zenml {kind} delete {spec.name}"
+            )
+        # Keys left null are taken off, as the update does.
+        configuration = {
+            k: _with_secret_values(v, secrets or {})
+            for k, v in spec.configuration.items()
+            if v is not None
+        }
+        try:
+            if (spec.flavor, spec.type) in unregistered:
+                flavor: Flavor = source_utils.load(unregistered[(spec.flavor, spec.type)])()
+                flavor.config_class(**configuration)
+                continue
+            flavor_model = client.get_flavor_by_name_and_type(spec.flavor, spec.type)
+        except KeyError:
+            raise RuntimeError(
+                f"ZenML knows no {kind} flavor {spec.flavor!r} (for {spec.name!r}). "
+                f"Check: zenml {kind} flavor list"
+            ) from None
+        except ValueError as error:
+            raise ValueError(
+                f"The {spec.type.value} {spec.name!r} ({spec.flavor}) is misconfigured: {error}"
+            ) from None
+        try:
+            validate_stack_component_config(
+                configuration,
+                flavor_model,
+                spec.type,
+                existing_config=existing[0].configuration if existing else None,
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"The {spec.type.value} {spec.name!r} ({spec.flavor}) is misconfigured: {error}"
+            ) from None
 
 
 def ensure_component(client: Client, spec: ComponentSpec) -> str:
@@ -167,28 +253,8 @@ def production_components(settings: ProductionSettings) -> tuple[ComponentSpec, 
         "CLEARSIGHT_SERVING_IMAGE": os.environ.get("CLEARSIGHT_SERVING_IMAGE", ""),
         "KUBECONFIG": os.environ.get("KUBECONFIG", ""),
     }
-    return (
-        ComponentSpec(
-            "airflow",
-            "airflow",
-            StackComponentType.ORCHESTRATOR,
-            {
-                "local": True,
-                "dag_output_dir": str(settings.airflow_dags),
-                "custom_dag_generator": "stack.airflow.dag_generator",
-                "operator": BASH_OPERATOR,
-                "operator_args": {
-                    "clearsight": {
-                        "python": sys.executable,
-                        "cwd": SOURCE_ROOT,
-                        "entrypoint_config_source": (
-                            "stack.airflow.entrypoint.ProjectStepEntrypointConfiguration"
-                        ),
-                        "env": {k: v for k, v in step_environment.items() if v},
-                    }
-                },
-            },
-        ),
+    specs = (
+        *airflow_components(settings, {k: v for k, v in step_environment.items() if v}),
         ComponentSpec(
             "s3_store",
             "s3",
@@ -216,6 +282,72 @@ def production_components(settings: ProductionSettings) -> tuple[ComponentSpec, 
         ComponentSpec("evidently", "evidently", StackComponentType.DATA_VALIDATOR),
         *model_deployer_components(settings),
     )
+    unique: dict[tuple[StackComponentType, str], ComponentSpec] = {}
+    for spec in specs:  # the image builder may be asked for twice
+        unique.setdefault((spec.type, spec.name), spec)
+    return tuple(unique.values())
+
+
+def airflow_components(
+    settings: ProductionSettings, step_environment: dict[str, str]
+) -> tuple[ComponentSpec, ...]:
+    """The Airflow orchestrator (and what its operator needs), per ``CLEARSIGHT_AIRFLOW_OPERATOR``.
+
+    ``bash`` (default): our DAG generator, each step a BashOperator in the
+    project's virtualenv, no image. ``docker`` / ``kubernetes_pod``: ZenML's own
+    generator and operator; ZenML builds the steps' image with the ``local``
+    image builder (Docker) and pushes it to ``CLEARSIGHT_CONTAINER_REGISTRY``
+    (required for pods, which pull it from there).
+    """
+    base = {"local": True, "dag_output_dir": str(settings.airflow_dags)}
+    operator = settings.airflow_operator or "bash"
+    if operator == "bash":
+        orchestrator = {
+            **base,
+            "custom_dag_generator": DAG_GENERATOR,
+            "operator": BASH_OPERATOR,
+            "operator_args": {
+                "clearsight": {
+                    "python": sys.executable,
+                    "cwd": SOURCE_ROOT,
+                    "entrypoint_config_source": (
+                        "stack.airflow.entrypoint.ProjectStepEntrypointConfiguration"
+                    ),
+                    "env": step_environment,
+                }
+            },
+        }
+        return (ComponentSpec("airflow", "airflow", StackComponentType.ORCHESTRATOR, orchestrator),)
+    if operator not in CONTAINER_OPERATORS:
+        raise ValueError(
+            f"CLEARSIGHT_AIRFLOW_OPERATOR={operator!r}: use 'bash' (default), "
+            "'docker' or 'kubernetes_pod'."
+        )
+    if operator == "kubernetes_pod" and not settings.container_registry:
+        raise ValueError(
+            "CLEARSIGHT_AIRFLOW_OPERATOR=kubernetes_pod needs CLEARSIGHT_CONTAINER_REGISTRY, the "
+            "registry the pods pull the step image from (for example registry.example.com/ml)."
+        )
+    orchestrator = {
+        **base,
+        "custom_dag_generator": None,  # ZenML's own generator
+        "operator": CONTAINER_OPERATORS[operator],
+        "operator_args": {},
+    }
+    specs = [
+        ComponentSpec("airflow", "airflow", StackComponentType.ORCHESTRATOR, orchestrator),
+        ComponentSpec(IMAGE_BUILDER, "local", StackComponentType.IMAGE_BUILDER),
+    ]
+    if settings.container_registry:
+        specs.append(
+            ComponentSpec(
+                "registry",
+                "default",
+                StackComponentType.CONTAINER_REGISTRY,
+                {"uri": settings.container_registry},
+            )
+        )
+    return tuple(specs)
 
 
 def model_deployer_components(settings: ProductionSettings) -> tuple[ComponentSpec, ...]:
@@ -238,7 +370,7 @@ def model_deployer_components(settings: ProductionSettings) -> tuple[ComponentSp
             "ingress (for example http://<ingress host>); see stack/kubernetes/README.md."
         )
     return (
-        ComponentSpec("docker_local", "local", StackComponentType.IMAGE_BUILDER),
+        ComponentSpec(IMAGE_BUILDER, "local", StackComponentType.IMAGE_BUILDER),
         ComponentSpec(
             SELDON_K8S,
             "seldon",
@@ -268,27 +400,34 @@ def ensure_secret(client: Client, name: str, values: dict[str, str]) -> str:
 
 
 def register_production(activate: bool = True) -> None:
-    """Register the production stack (services from the environment) and activate it."""
+    """Register the production stack (services from the environment) and activate it.
+
+    Every component is built and checked against its flavor first; only then
+    are flavors, secrets, components and the stack written. A configuration
+    error leaves ZenML as it was.
+
+    Raises:
+        ValueError: A setting or a component configuration is invalid.
+        RuntimeError: A flavor or component conflicts with one already registered.
+    """
     from zenml.utils import source_utils
 
     settings = load_settings()
     source_utils.set_custom_source_root(SOURCE_ROOT)
-    client = Client()
-    ensure_flavors(client)
-    ensure_secret(
-        client,
-        S3_SECRET,
-        {
+    components = production_components(settings)
+    secrets = {
+        S3_SECRET: {
             "aws_access_key_id": settings.aws_access_key_id,
             "aws_secret_access_key": settings.aws_secret_access_key,
         },
-    )
-    ensure_secret(
-        client,
-        MLFLOW_SECRET,
-        {"username": settings.mlflow_username, "password": settings.mlflow_password},
-    )
-    outcome = ensure_stack(client, PRODUCTION_STACK, production_components(settings))
+        MLFLOW_SECRET: {"username": settings.mlflow_username, "password": settings.mlflow_password},
+    }
+    client = Client()
+    validate_components(client, components, secrets)
+    ensure_flavors(client)
+    for name, values in secrets.items():
+        logger.info("secret %s %s", name, ensure_secret(client, name, values))
+    outcome = ensure_stack(client, PRODUCTION_STACK, components)
     logger.info("Stack %s: %s", PRODUCTION_STACK, outcome)
     if activate and client.active_stack_model.name != PRODUCTION_STACK:
         client.activate_stack(PRODUCTION_STACK)
@@ -303,6 +442,7 @@ def register_embedded(activate: bool = True) -> None:
     # whichever script or folder this is run from.
     source_utils.set_custom_source_root(SOURCE_ROOT)
     client = Client()
+    validate_components(client, EMBEDDED_COMPONENTS)
     ensure_flavors(client)
     outcome = ensure_stack(client, EMBEDDED_STACK, EMBEDDED_COMPONENTS)
     logger.info("Stack %s: %s", EMBEDDED_STACK, outcome)
@@ -311,8 +451,8 @@ def register_embedded(activate: bool = True) -> None:
     print(f"Stack '{EMBEDDED_STACK}' {outcome}" + (" and active." if activate else "."))
 
 
-def main() -> None:
-    """Command-line entry point."""
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; 1 (with the reason, no traceback) when nothing could be done."""
     parser = argparse.ArgumentParser(
         description="Register the platform's ZenML stacks (idempotent).",
         epilog="Examples: python -m stack.register && zenml stack describe\n"
@@ -326,14 +466,25 @@ def main() -> None:
         help="which stack (default: embedded; production needs `make services`)",
     )
     parser.add_argument("--no-activate", action="store_true", help="register without activating")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     quiet_shutdown()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.stack == PRODUCTION_STACK:
-        register_production(activate=not args.no_activate)
-    else:
-        register_embedded(activate=not args.no_activate)
+    from stack.preflight import zenml_server_problem
+
+    server = zenml_server_problem()
+    if server:
+        print(f"error: nothing was registered. {server}", file=sys.stderr)
+        return 1
+    try:
+        if args.stack == PRODUCTION_STACK:
+            register_production(activate=not args.no_activate)
+        else:
+            register_embedded(activate=not args.no_activate)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: stack '{args.stack}' not registered: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

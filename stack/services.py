@@ -18,6 +18,12 @@ its own virtualenv). Each writes its PID and log under the state folder
 Endpoints come from the same environment variables the production stack is
 registered from (see :mod:`stack.settings`); the credentials are generated
 once into ``credentials.env`` in the state folder (mode 0600, never in git).
+
+Airflow keeps the DAGs ZenML writes (each ``config.json`` carries a ZenML API
+token) and its database (the serialized DAGs and rendered task fields hold the
+tasks' environment, with that token) under ``AIRFLOW_HOME``. So the services
+folder and ``AIRFLOW_HOME`` are mode 0700, the servers run with umask 077 (every
+file they create is 0600), and the password files are created 0600.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack.settings import ProductionSettings, load_settings
+from stack.settings import ProductionSettings, load_settings, private_dir, write_private
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -72,15 +78,35 @@ def _answers(url: str, healthy: Callable[[bytes], bool]) -> bool:
         return False
 
 
-def _airflow_healthy(body: bytes) -> bool:
+AIRFLOW_PARTS = ("metadatabase", "scheduler", "dag_processor")
+
+
+def airflow_unhealthy_parts(body: bytes) -> list[str]:
+    """The parts of Airflow its health answer does not call healthy."""
     status = json.loads(body)
-    parts = ("metadatabase", "scheduler", "dag_processor")
-    return all(status.get(part, {}).get("status") == "healthy" for part in parts)
+    return [p for p in AIRFLOW_PARTS if (status.get(p) or {}).get("status") != "healthy"]
+
+
+def _airflow_healthy(body: bytes) -> bool:
+    return not airflow_unhealthy_parts(body)
+
+
+def airflow_health(airflow_url: str) -> list[str] | None:
+    """None when Airflow's API server does not answer, else its parts that are not healthy."""
+    try:
+        return airflow_unhealthy_parts(
+            _http_get(airflow_url.rstrip("/") + SERVICES["airflow"].health_path)
+        )
+    except (OSError, urllib.error.URLError):
+        return None
+    except ValueError:
+        return list(AIRFLOW_PARTS)  # it answered, but not with Airflow's health JSON
 
 
 SERVICES: dict[str, Service] = {
     "s3": Service("s3", "S3 API (moto server)", lambda s: s.s3_endpoint, "/", 30),
-    "mlflow": Service("mlflow", "MLflow tracking server", lambda s: s.mlflow_uri, "/health", 60),
+    # MLflow's first start creates its database: ~40 s on a busy 2-core machine.
+    "mlflow": Service("mlflow", "MLflow tracking server", lambda s: s.mlflow_uri, "/health", 180),
     "zenml": Service("zenml", "ZenML server", lambda s: s.zenml_url, "/health", 90),
     "airflow": Service(
         "airflow",
@@ -112,8 +138,7 @@ class Services:
     def __init__(self, settings: ProductionSettings | None = None) -> None:
         """Read the settings (environment variables, generated credentials)."""
         self.settings = settings or load_settings()
-        self.state = self.settings.services_dir
-        self.state.mkdir(parents=True, exist_ok=True)
+        self.state = private_dir(self.settings.services_dir)
 
     # -- bookkeeping -------------------------------------------------------
     def _pid_file(self, name: str) -> Path:
@@ -179,8 +204,7 @@ class Services:
                 str(_port(s.s3_endpoint)),
             ], env
         if name == "mlflow":
-            mlflow_dir = self.state / "mlflow"
-            mlflow_dir.mkdir(exist_ok=True)
+            mlflow_dir = private_dir(self.state / "mlflow")
             env.update(s.s3_environment())
             return [
                 str(VENV_BIN / "mlflow"),
@@ -205,17 +229,21 @@ class Services:
             env.update(s.airflow_environment())
             # `airflow standalone` starts its components as `airflow ...` from PATH.
             env["PATH"] = f"{airflow.parent}{os.pathsep}{env.get('PATH', '')}"
-            s.airflow_home.mkdir(parents=True, exist_ok=True)
-            s.airflow_dags.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(s.airflow_dags, 0o700)  # DAG configs carry a ZenML API token
-            passwords = s.airflow_home / "passwords.json"
-            passwords.write_text(json.dumps({s.airflow_user: s.airflow_password}))
-            os.chmod(passwords, 0o600)
+            # DAG configs, airflow.db and the task logs carry a ZenML API token.
+            private_dir(s.airflow_home)
+            private_dir(s.airflow_dags)
+            _tighten(s.airflow_home)
+            write_private(
+                s.airflow_home / "passwords.json",
+                json.dumps({s.airflow_user: s.airflow_password}),
+            )
             return [str(airflow), "standalone"], env
         raise ValueError(name)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        log = self.log_file(name).open("ab")
+        fd = os.open(self.log_file(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        log = os.fdopen(fd, "ab")
         process = subprocess.Popen(  # noqa: S603 - fixed argv
             argv,
             stdout=log,
@@ -224,8 +252,10 @@ class Services:
             env=env,
             cwd=self.state,
             start_new_session=True,
+            umask=0o077,  # what the servers write (airflow.db, logs, MLflow's DB) stays private
         )
-        self._pid_file(name).write_text(str(process.pid))
+        log.close()  # the child has its own copy
+        write_private(self._pid_file(name), str(process.pid))
 
     def _start_zenml(self) -> None:
         port = _port(self.settings.zenml_url)
@@ -235,7 +265,7 @@ class Services:
             text=True,
             env={**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false"},
         )
-        self.log_file("zenml").write_text(result.stdout + result.stderr)
+        write_private(self.log_file("zenml"), result.stdout + result.stderr)
         if result.returncode != 0:
             raise ServiceError(
                 "zenml login --local failed:\n" + (result.stderr or result.stdout)[-2000:]
@@ -315,6 +345,18 @@ class Services:
     def status(self) -> dict[str, bool]:
         """Health of every service."""
         return {name: self.is_healthy(name) for name in ORDER}
+
+
+def _tighten(folder: Path) -> None:
+    """Take group and other access off the files directly in ``folder``.
+
+    For a home made before the servers ran with umask 077 (``airflow.db`` was
+    0644); the folder itself is 0700 already.
+    """
+    for path in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077:
+                os.chmod(path, path.stat().st_mode & 0o700)
 
 
 def _terminate_group(pid: int, grace: float = 20.0) -> None:

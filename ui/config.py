@@ -34,6 +34,10 @@ DEFAULT_METRICS_PORT = 8502
 # Loopback by default; a container sets 0.0.0.0 so Prometheus can scrape it.
 DEFAULT_METRICS_ADDRESS = "127.0.0.1"
 START_ENDPOINT = "python run.py deploy"
+# `make mlflow-ui` serves the embedded stack's tracking store here (MLFLOW_PORT);
+# port 5000 is the production stack's MLflow server, linked to by its own URI.
+DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5001"
+START_MLFLOW_UI = "make mlflow-ui"
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class UIConfig:
     metrics_port: int
     metrics_address: str
     endpoint_url: str | None
-    mlflow_ui_url: str
+    mlflow_ui_url: str | None  # an explicit choice; else see ui.data.registry.mlflow_ui
     zenml_dashboard_url: str | None
     python: str
     uncertain_threshold: float
@@ -86,7 +90,7 @@ def load_config() -> UIConfig:
         metrics_port=int(env.get(METRICS_PORT_ENV) or DEFAULT_METRICS_PORT),
         metrics_address=env.get(METRICS_ADDRESS_ENV) or DEFAULT_METRICS_ADDRESS,
         endpoint_url=env.get(ENDPOINT_URL_ENV) or None,
-        mlflow_ui_url=(env.get(MLFLOW_UI_ENV) or "http://127.0.0.1:5000").rstrip("/"),
+        mlflow_ui_url=(env.get(MLFLOW_UI_ENV) or "").rstrip("/") or None,
         zenml_dashboard_url=(env.get(DASHBOARD_ENV) or "").rstrip("/") or None,
         python=env.get(PYTHON_ENV) or sys.executable,
         uncertain_threshold=float(deploy.get("uncertain_threshold", 0.7)),

@@ -36,7 +36,7 @@ def main() -> None:
     st.set_page_config(page_title="Clearsight", page_icon=":microscope:", layout="wide")
     config = load_config()
     _metrics_server(config.metrics_port, config.metrics_address)
-    user = current_user()
+    user = current_user(config)  # re-read from the users file on every rerun
     if user is None:
         pages = [st.Page(lambda: login_page(config), title="Sign in", url_path="login")]
     else:

@@ -120,6 +120,29 @@ def authenticate(path: Path, name: str, password: str) -> User | None:
     return User(name=name, role=str(entry["role"]))
 
 
+def password_stamp(stored: str) -> str:
+    """A short fingerprint of a stored hash: it changes when the password is reset."""
+    return hashlib.sha256(stored.encode("utf-8")).hexdigest()[:16]
+
+
+def lookup_user(path: Path, name: str) -> tuple[User, str] | None:
+    """The user as the users file says now, and their password stamp.
+
+    The app calls this on every rerun and before every admin action, so a
+    user removed, demoted or given a new password loses the old rights at once.
+
+    Returns:
+        ``(user, stamp)``, or ``None`` when the user is no longer in the file.
+
+    Raises:
+        UsersError: When the file is missing or malformed.
+    """
+    entry = load_users(path).get(name)
+    if entry is None:
+        return None
+    return User(name=name, role=str(entry["role"])), password_stamp(str(entry["password"]))
+
+
 def save_users(path: Path, users: dict[str, dict[str, str]]) -> None:
     """Write the users file, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)

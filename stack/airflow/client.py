@@ -71,11 +71,32 @@ class AirflowClient:
             raise
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        """The DAG's runs, newest first."""
+        """The DAG's runs, newest first (by ``run_after``: a manual run has no logical date)."""
         answer = self._request(
-            "GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?order_by=-logical_date"
+            "GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?order_by=-run_after"
         )
         return answer.get("dag_runs", [])
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        """One run of the DAG, or None when Airflow does not know it."""
+        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
+        try:
+            return self._request("GET", path)
+        except AirflowError as error:
+            if "HTTP 404" in str(error):
+                return None
+            raise
+
+    def set_dag_run_state(self, dag_id: str, run_id: str, state: str) -> dict[str, Any]:
+        """Mark a DAG run ``success``, ``failed`` or ``queued`` (as the UI's buttons do)."""
+        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
+        return self._request("PATCH", path, {"state": state})
+
+    def set_paused(self, dag_id: str, paused: bool) -> dict[str, Any]:
+        """Pause or unpause a DAG."""
+        return self._request(
+            "PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id)}", {"is_paused": paused}
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """The task instances of one DAG run."""

@@ -4,7 +4,9 @@ FROM python:3.12-slim
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY clearsight ./clearsight
-RUN pip install --no-cache-dir -c constraints.txt . psycopg2-binary==2.9.10
+# The project's dependencies include psycopg 3, the catalog's PostgreSQL driver
+# (CLEARSIGHT_CATALOG_URL=postgresql+psycopg://...).
+RUN pip install --no-cache-dir -c constraints.txt .
 COPY . .
 EXPOSE 8501 8502
 CMD ["streamlit", "run", "ui/main.py", "--server.port", "8501", "--server.address", "0.0.0.0", \

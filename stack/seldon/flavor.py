@@ -24,7 +24,12 @@ class LocalSeldonModelDeployerConfig(BaseModelDeployerConfig):
         description="Folder for the services' files (config, PID, logs, served models). "
         "Default: a folder in ZenML's local stores.",
     )
-    workers: int = Field(default=1, ge=1, description="gunicorn workers per microservice")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="gunicorn workers per microservice, used when the deploy step does not "
+        "set its own `workers` (configs/deploy.yaml).",
+    )
     host: str = Field(
         default="127.0.0.1",
         description="Address the microservices bind to; 0.0.0.0 exposes them on every interface.",

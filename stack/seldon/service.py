@@ -1,13 +1,32 @@
-"""The seldon-core 1.19 microservice as a ZenML local daemon service."""
+"""The seldon-core 1.19 microservice as a ZenML local daemon service.
+
+Process layout of one server::
+
+    ZenML daemon (local_daemon_entrypoint, runs ``run()``)
+      └── seldon-core microservice (stack.seldon.launch): its own process group
+            ├── gunicorn REST workers
+            ├── gRPC server process
+            └── metrics server (gunicorn master + worker)
+
+The microservice runs in a process group of its own whose id is written to
+``microservice.pgid`` in the service's runtime folder, so that stopping the
+service reaches every process even when one of them was re-parented. The
+microservice also watches the daemon and takes its whole group down when the
+daemon dies (see :mod:`stack.seldon.launch`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+from zenml.enums import ServiceState
 from zenml.logger import get_logger
 from zenml.services import (
     HTTPEndpointHealthMonitor,
@@ -15,14 +34,18 @@ from zenml.services import (
     ServiceEndpointProtocol,
     ServiceType,
 )
-from zenml.services.local.local_service import LocalDaemonService, LocalDaemonServiceConfig
+from zenml.services.local.local_service import (
+    LocalDaemonService,
+    LocalDaemonServiceConfig,
+    LocalDaemonServiceStatus,
+)
 from zenml.services.local.local_service_endpoint import (
     LocalDaemonServiceEndpoint,
     LocalDaemonServiceEndpointConfig,
 )
 from zenml.services.service import BaseDeploymentService
 
-from stack.seldon.launch import DEFAULT_HOST, HOST_ENV
+from stack.seldon.launch import DEFAULT_HOST, HOST_ENV, PARENT_PID_ENV
 
 logger = get_logger(__name__)
 
@@ -30,6 +53,11 @@ PREDICTION_PATH = "api/v1.0/predictions"
 HEALTH_PATH = "health/ping"
 MODEL_CLASS = "clearsight.seldon_model.ImageClassifier"
 SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+PGID_FILE = "microservice.pgid"
+LAUNCHER = "stack.seldon.launch"
+STOP_GRACE = 30  # seconds gunicorn gets to finish in-flight requests on a graceful stop
+PID_FILE_WAIT = 15  # seconds to wait for the daemon to write its PID file
+ANY_HOSTS = {"0.0.0.0", "::", ""}  # noqa: S104 - bind addresses, not connected to
 
 
 def microservice_command(http_port: int, grpc_port: int, metrics_port: int, workers: int = 1):
@@ -39,7 +67,7 @@ def microservice_command(http_port: int, grpc_port: int, metrics_port: int, work
     return [
         sys.executable,
         "-m",
-        "stack.seldon.launch",
+        LAUNCHER,
         MODEL_CLASS,
         "--service-type",
         "MODEL",
@@ -52,6 +80,11 @@ def microservice_command(http_port: int, grpc_port: int, metrics_port: int, work
         "--workers",
         str(workers),
     ]
+
+
+def client_host(host: str) -> str:
+    """The address clients (and the health check) use for a bind address."""
+    return "127.0.0.1" if host in ANY_HOSTS else host
 
 
 class LocalSeldonEndpoint(LocalDaemonServiceEndpoint):
@@ -74,7 +107,7 @@ class LocalSeldonDeploymentConfig(LocalDaemonServiceConfig):
         model_name: Registered model name.
         model_version: ZenML model version number being served.
         registered_version: MLflow registry version being served.
-        workers: gunicorn workers of the microservice.
+        workers: gunicorn workers of the microservice (None: the deployer's setting).
         grpc_port: The microservice's gRPC port (0: pick a free one).
         metrics_port: The Prometheus metrics port (0: pick a free one).
         host: The address the microservice binds to (``0.0.0.0``: every interface).
@@ -84,10 +117,27 @@ class LocalSeldonDeploymentConfig(LocalDaemonServiceConfig):
     model_name: str
     model_version: str = ""
     registered_version: str = ""
-    workers: int = 1
+    workers: int | None = None
     grpc_port: int = 0
     metrics_port: int = 0
     host: str = DEFAULT_HOST
+
+
+class LocalSeldonDeploymentStatus(LocalDaemonServiceStatus):
+    """The daemon's status plus the ports the microservice was started with.
+
+    Attributes:
+        grpc_port: The gRPC port in use (chosen at start).
+        metrics_port: The Prometheus metrics port in use (chosen at start).
+    """
+
+    grpc_port: int | None = None
+    metrics_port: int | None = None
+
+    @property
+    def pgid_file(self) -> str | None:
+        """File holding the microservice's process group id."""
+        return os.path.join(self.runtime_path, PGID_FILE) if self.runtime_path else None
 
 
 class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
@@ -100,6 +150,7 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
         description="seldon-core 1.19 microservice serving a Clearsight model",
     )
     config: LocalSeldonDeploymentConfig
+    status: LocalSeldonDeploymentStatus = Field(default_factory=LocalSeldonDeploymentStatus)
     endpoint: LocalSeldonEndpoint
 
     def __init__(self, config: LocalSeldonDeploymentConfig | dict[str, Any], **attrs: Any):
@@ -108,7 +159,7 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
         if "endpoint" not in attrs:
             attrs["endpoint"] = LocalSeldonEndpoint(
                 config=LocalDaemonServiceEndpointConfig(
-                    protocol=ServiceEndpointProtocol.HTTP, ip_address="127.0.0.1"
+                    protocol=ServiceEndpointProtocol.HTTP, ip_address=client_host(config.host)
                 ),
                 monitor=HTTPEndpointHealthMonitor(
                     config=HTTPEndpointHealthMonitorConfig(
@@ -123,39 +174,112 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
         """Where clients send predictions."""
         return self.endpoint.prediction_url
 
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus metrics URL of the running microservice."""
+        if not self.status.metrics_port:
+            return None
+        return f"http://{client_host(self.config.host)}:{self.status.metrics_port}/metrics"
+
+    @property
+    def metrics_target(self) -> str | None:
+        """``host:port`` of the metrics server, as Prometheus scrapes it."""
+        if not self.status.metrics_port:
+            return None
+        return f"{client_host(self.config.host)}:{self.status.metrics_port}"
+
+    def _pick_ports(self) -> None:
+        """Choose the gRPC and metrics ports before the daemon starts.
+
+        Chosen here, in the process that starts the service, so that they are
+        stored with the service (``models describe``, the Prometheus targets
+        file). A restart keeps the previous ports when they are still free.
+        """
+        from zenml.utils.networking_utils import port_available, scan_for_available_port
+
+        port = self.endpoint.status.port or 8000
+        host = client_host(self.config.host)
+        taken = {port}
+
+        def pick(configured: int, previous: int | None, offset: int) -> int:
+            for candidate in (configured, previous):
+                if candidate and candidate not in taken and port_available(candidate, host):
+                    taken.add(candidate)
+                    return candidate
+            for start in (port + offset, 20000):
+                found = scan_for_available_port(start=start, stop=start + 1000)
+                while found and found in taken:
+                    found = scan_for_available_port(start=found + 1, stop=start + 1000)
+                if found:
+                    taken.add(found)
+                    return found
+            raise OSError("No free TCP port for the seldon-core microservice")
+
+        self.status.grpc_port = pick(self.config.grpc_port, self.status.grpc_port, 1000)
+        self.status.metrics_port = pick(self.config.metrics_port, self.status.metrics_port, 2000)
+
     def _get_daemon_cmd(self) -> tuple[list[str], dict[str, str]]:
+        self._pick_ports()  # before the parent writes the service file the daemon reads
         command, env = super()._get_daemon_cmd()
         # The daemon imports this class by its module path: make the project importable.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (SOURCE_ROOT, env.get("PYTHONPATH")) if p)
         return command, env
 
-    def _stop_daemon(self, force: bool = False) -> None:
-        """Stop the daemon and every process the microservice started.
+    def provision(self) -> None:
+        """Start the daemon and wait until it has written its PID file.
 
-        seldon-core's main process starts the REST, gRPC and metrics servers as
-        separate processes and does not take them all down on SIGTERM, so the
-        whole process tree is signalled, then killed after a grace period.
+        ZenML's daemon entrypoint returns before the daemon writes its PID
+        file; waiting here lets :meth:`check_status` tell "not started yet"
+        from "started and died".
+        """
+        super().provision()
+        deadline = time.monotonic() + PID_FILE_WAIT
+        while not self.status.pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def check_status(self) -> tuple[ServiceState, str]:
+        """ACTIVE while the daemon runs; ERROR when it died while meant to run.
+
+        ZenML's default reports INACTIVE for a daemon that exited, so a start
+        whose model fails to load would wait for the whole timeout.
         """
         if self.status.pid:
-            _terminate_tree(self.status.pid, force=force)
+            return ServiceState.ACTIVE, ""
+        if self.admin_state == ServiceState.ACTIVE and self.status.runtime_path:
+            return (
+                ServiceState.ERROR,
+                f"the server exited; see its log: {self.status.log_file}",
+            )
+        return ServiceState.INACTIVE, "service daemon is not running"
+
+    def _stop_daemon(self, force: bool = False) -> None:
+        """Stop the daemon and every process of the microservice.
+
+        Graceful (``force=False``): SIGTERM to the daemon, which passes it to
+        the microservice's process group; gunicorn finishes the requests in
+        flight. Whatever is left after the grace period is killed. ``force``
+        kills everything at once.
+        """
+        stop_processes(
+            self.status.pid,
+            _read_pgid(self.status.pgid_file),
+            force=force,
+            config_file=self.status.config_file,
+        )
 
     def run(self) -> None:
         """Run the seldon-core microservice as this daemon's child, until it exits.
 
-        The daemon stays the ZenML entrypoint ZenML knows; SIGTERM (or the
-        deployer's stop) takes down the microservice's whole process tree.
+        The microservice gets a process group of its own (recorded in the
+        runtime folder) and watches this daemon: if the daemon dies, the whole
+        group goes with it. SIGTERM to the daemon stops the group gracefully.
         """
-        import signal
         import subprocess
-
-        from zenml.utils.networking_utils import scan_for_available_port
 
         self.endpoint.prepare_for_start()
         port = self.endpoint.status.port
-        grpc = self.config.grpc_port or scan_for_available_port(start=port + 1000, stop=port + 2000)
-        metrics = self.config.metrics_port or scan_for_available_port(
-            start=port + 2000, stop=port + 3000
-        )
+        if not (self.status.grpc_port and self.status.metrics_port):  # started by older code
+            self._pick_ports()
         env = {
             **os.environ,
             "CLEARSIGHT_MODEL_DIR": self.config.model_dir,
@@ -164,33 +288,146 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
             ),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             HOST_ENV: self.config.host,
+            PARENT_PID_ENV: str(os.getpid()),
         }
-        argv = microservice_command(port, grpc, metrics, self.config.workers)
+        argv = microservice_command(
+            port, self.status.grpc_port, self.status.metrics_port, self.config.workers or 1
+        )
         logger.info("Starting seldon-core microservice: %s", " ".join(argv))
-        child = subprocess.Popen(argv, env=env, cwd=SOURCE_ROOT)
+        child = subprocess.Popen(
+            argv, env=env, cwd=SOURCE_ROOT, process_group=0, preexec_fn=_die_with_parent
+        )
+        if self.status.pgid_file:
+            Path(self.status.pgid_file).write_text(f"{child.pid}\n")
 
         def stop(signum: int, _frame: Any) -> None:
-            _terminate_tree(child.pid)
+            stop_group(child.pid, grace=STOP_GRACE)
+            with contextlib.suppress(ChildProcessError):
+                child.wait(timeout=1)
             sys.exit(128 + signum)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        sys.exit(child.wait())
+        code = child.wait()
+        stop_group(child.pid, grace=5)  # the gRPC and metrics processes may outlive it
+        sys.exit(code)
 
 
-def _terminate_tree(pid: int, force: bool = False, grace: float = 10) -> None:
-    """Signal a process and all its descendants; kill what survives the grace period."""
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the daemon dies (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _read_pgid(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        return int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def group_members(pgid: int) -> list[Any]:
+    """Live processes of a microservice's process group (checked by command line)."""
     import psutil
 
+    members = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if os.getpgid(process.pid) != pgid:
+                continue
+        except OSError:
+            continue
+        if LAUNCHER in (process.info["cmdline"] or []) or _has_marker(process):
+            members.append(process)
+    return members
+
+
+def _has_marker(process: Any) -> bool:
+    """The process inherited the environment our daemon gives the microservice."""
     try:
-        root = psutil.Process(pid)
-    except psutil.Error:
+        return PARENT_PID_ENV in process.environ()
+    except Exception:  # noqa: BLE001 - gone or not ours: not a member
+        return False
+
+
+def stop_group(pgid: int, grace: float = STOP_GRACE) -> None:
+    """SIGTERM a microservice's process group; SIGKILL what survives ``grace`` seconds."""
+    import psutil
+
+    members = group_members(pgid)
+    if not members:
         return
-    processes = [*root.children(recursive=True), root]
-    for process in processes:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=grace)
+    alive = [p for p in alive if p.is_running()] + [
+        p for p in group_members(pgid) if p not in alive
+    ]
+    for process in alive:
         with contextlib.suppress(psutil.Error):
-            process.kill() if force else process.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=grace)
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def daemons_of(config_file: str) -> list[Any]:
+    """Daemon processes started with this service file (also one about to exit)."""
+    import psutil
+
+    return [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if "--config-file" in (process.info["cmdline"] or [])
+        and config_file in (process.info["cmdline"] or [])
+    ]
+
+
+def stop_processes(
+    pid: int | None, pgid: int | None, force: bool = False, config_file: str | None = None
+) -> None:
+    """Stop a server: its daemon (``pid``) and microservice group (``pgid``).
+
+    Graceful unless ``force``: the daemon passes SIGTERM on to the group and
+    waits for it; what survives ``STOP_GRACE`` (plus a margin) is killed.
+    ``config_file`` also finds a daemon that already removed its PID file
+    on its way out.
+    """
+    import psutil
+
+    processes: list[Any] = []
+    if pid:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            processes = [*root.children(recursive=True), root]
+    if config_file:
+        for daemon in daemons_of(config_file):
+            if daemon not in processes:
+                with contextlib.suppress(psutil.Error):
+                    processes += [*daemon.children(recursive=True), daemon]
+                pid = pid or daemon.pid
+    if pgid:
+        processes += [p for p in group_members(pgid) if p not in processes]
+    if not processes:
+        return
+    if force:
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(processes, timeout=10)
+        return
+    targets = [p for p in processes if p.pid == pid] or processes
+    for process in targets:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    if pgid and not pid:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE + 10)
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()

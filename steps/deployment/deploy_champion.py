@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ from zenml.client import Client
 from zenml.io import fileio
 
 from clearsight.names import CHAMPION_ALIAS
-from clearsight.serving import MODEL_FILE, ServingConfig
+from clearsight.serving import DEFAULT_MAX_REQUEST_BYTES, MODEL_FILE, ServingConfig
 from stack.seldon.service import LocalSeldonDeploymentConfig
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,45 @@ def upload_model_folder(folder: Path, destination: str) -> str:
         fileio.makedirs(target.rpartition("/")[0])
         fileio.copy(str(path), target, overwrite=True)
     return destination
+
+
+def _seldon_labels(model_name: str, version: str) -> dict[str, str]:
+    """The labels ZenML puts on the SeldonDeployment of one served version."""
+    from zenml.integrations.seldon.seldon_client import SeldonClient
+
+    labels = {"zenml.model_name": model_name, "zenml.registered_version": version}
+    SeldonClient.sanitize_labels(labels)
+    return labels
+
+
+def _seldon_deployment_names(deployer: Any, model_name: str, version: str) -> set[str]:
+    """Names of the SeldonDeployments already serving this model version."""
+    try:
+        found = deployer.seldon_client.find_deployments(labels=_seldon_labels(model_name, version))
+    except Exception:  # noqa: BLE001 - an unreachable cluster fails in deploy_model itself
+        return set()
+    return {deployment.name for deployment in found}
+
+
+def _delete_new_seldon_deployments(
+    deployer: Any, model_name: str, version: str, before: set[str]
+) -> list[str]:
+    """Delete the SeldonDeployments of this version created since ``before`` was taken."""
+    removed = []
+    for name in sorted(_seldon_deployment_names(deployer, model_name, version) - before):
+        try:
+            deployer.seldon_client.delete_deployment(name=name, force=True)
+            removed.append(name)
+        except Exception as error:  # noqa: BLE001 - report, then let the caller raise
+            logger.error("Could not delete the failed SeldonDeployment %s: %s", name, error)
+    return removed
+
+
+def _service_log_tail(deployer: Any, uuid: Any, lines: int = 20) -> str:
+    try:
+        return "\n".join(deployer.get_model_server_logs(uuid, tail=lines))
+    except Exception:  # noqa: BLE001 - logs are a courtesy in an error message
+        return ""
 
 
 def deploy_on_kubernetes(
@@ -140,15 +180,28 @@ def deploy_on_kubernetes(
         pipeline_step_name=pipeline_step_name,
         explicit_secret=explicit_secret,
     )
-    new = deployer.deploy_model(
-        config=config, service_type=SeldonDeploymentService.SERVICE_TYPE, timeout=timeout
-    )
+    before = _seldon_deployment_names(deployer, model_name, version)
+    try:
+        new = deployer.deploy_model(
+            config=config, service_type=SeldonDeploymentService.SERVICE_TYPE, timeout=timeout
+        )
+    except Exception as error:
+        # ZenML deletes its service record but leaves the SeldonDeployment it
+        # created: find it by its labels and delete it by name.
+        removed = _delete_new_seldon_deployments(deployer, model_name, version, before)
+        raise RuntimeError(
+            f"Deploying {model_name} v{version} on Kubernetes failed: {error}. The previous "
+            f"deployment keeps serving; removed the failed SeldonDeployment(s): "
+            f"{', '.join(removed) or 'none was created'}."
+        ) from error
     if not new.is_running:
+        logs = _service_log_tail(deployer, new.uuid)
+        with contextlib.suppress(Exception):
+            deployer.delete_model_server(new.uuid, timeout=60, force=True)
         raise RuntimeError(
             f"The SeldonDeployment for {model_name} v{version} ({new.seldon_deployment_name}) "
-            f"was not available within {timeout} s; the previous one keeps serving. "
-            f"Inspect: zenml model-deployer models logs {new.uuid}; remove: zenml "
-            f"model-deployer models delete {new.uuid}"
+            f"was not available within {timeout} s; it was deleted and the previous one keeps "
+            "serving." + (f" Its last log lines:\n{logs}" if logs else "")
         )
     for old in existing:
         if old.uuid != new.uuid:
@@ -165,11 +218,13 @@ def deploy_on_kubernetes(
 @step(enable_cache=False)
 def deploy_champion(
     model_name: str,
-    workers: int = 1,
+    workers: int | None = None,
     uncertain_threshold: float = 0.7,
     top_k: int = 3,
     max_batch: int = 64,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     timeout: int = 180,
+    stop_timeout: int = 60,
     serving_image: str | None = None,
     replicas: int = 2,
     kubernetes_secret_name: str | None = None,
@@ -183,12 +238,16 @@ def deploy_champion(
 
     Args:
         model_name: Registered model whose ``champion`` alias is served.
-        workers: gunicorn workers of the microservice (per pod on Kubernetes).
+        workers: gunicorn workers of the microservice (per pod on Kubernetes);
+            None: the local deployer's ``workers`` setting (1 on Kubernetes).
         uncertain_threshold: Calibrated confidence below which an answer is
             flagged ``uncertain`` (send for expert review).
         top_k: Classes listed per answer.
         max_batch: Largest accepted batch.
+        max_request_bytes: Largest accepted request body; larger ones get a 413.
         timeout: Seconds to wait for the new local server to become healthy.
+        stop_timeout: Seconds the old local server gets to finish the requests
+            in flight (graceful stop) before it is killed.
         serving_image: Kubernetes only: the image built from
             ``stack/kubernetes/Dockerfile.serving``; default
             ``$CLEARSIGHT_SERVING_IMAGE``.
@@ -208,7 +267,14 @@ def deploy_champion(
     deployer = stack.model_deployer
     if deployer is None:
         raise RuntimeError("The active stack has no model deployer. Fix: python -m stack.register")
-    settings = {"uncertain_threshold": uncertain_threshold, "top_k": top_k, "max_batch": max_batch}
+    settings = {
+        "uncertain_threshold": uncertain_threshold,
+        "top_k": top_k,
+        "max_batch": max_batch,
+        "max_request_bytes": max_request_bytes,
+    }
+    context = get_step_context()
+    pipeline_name, pipeline_step_name = context.pipeline.name, context.step_run.name
     if deployer.flavor == "seldon":  # ZenML's Seldon Core deployer, on a cluster
         from stack.seldon.kubernetes import resolve_image
 
@@ -217,7 +283,6 @@ def deploy_champion(
                 "ZenML's Seldon deployer needs a remote artifact store (S3/MinIO) that the "
                 "cluster can read; the active one is local. Use the production stack."
             )
-        context = get_step_context()
         return deploy_on_kubernetes(
             deployer,
             model_name=model_name,
@@ -227,11 +292,11 @@ def deploy_champion(
                 "image": resolve_image(serving_image),
                 "secret_name": kubernetes_secret_name or deployer.kubernetes_secret_name,
                 "replicas": replicas,
-                "workers": workers,
+                "workers": workers or 1,
             },
             explicit_secret=bool(kubernetes_secret_name),
-            pipeline_name=context.pipeline.name,
-            pipeline_step_name=context.step_run.name,
+            pipeline_name=pipeline_name,
+            pipeline_step_name=pipeline_step_name,
             timeout=kubernetes_timeout,
         )
     existing = []
@@ -249,8 +314,10 @@ def deploy_champion(
         if getattr(config, "registered_version", None) == served["registered_version"]:
             shutil.rmtree(staging, ignore_errors=True)
             logger.info("Champion v%s is already served.", served["registered_version"])
+            deployer.write_prometheus_targets()
             return {
                 "prediction_url": service.prediction_url,
+                "metrics_url": service.metrics_url,
                 "changed": False,
                 "service": str(service.uuid),
                 **served,
@@ -260,31 +327,41 @@ def deploy_champion(
     staging.rename(folder)
 
     # Blue-green: the new server must be healthy before the old one goes away.
-    new = deployer.deploy_new_server(
-        config=LocalSeldonDeploymentConfig(
-            model_dir=str(folder),
-            model_name=model_name,
-            model_version=served["zenml_model_version"],
-            registered_version=served["registered_version"],
-            workers=workers,
-            service_name=f"{model_name}-seldon-v{served['registered_version']}",
-        ),
-        timeout=timeout,
-    )
-    if not new.is_running:
-        raise RuntimeError(
-            f"The new server for {model_name} v{served['registered_version']} did not become "
-            f"healthy in {timeout} s; the previous one keeps serving. Logs: "
-            f"{new.status.log_file}"
+    # A failed start raises; the deployer has already removed the failed server.
+    try:
+        new = deployer.deploy_new_server(
+            config=LocalSeldonDeploymentConfig(
+                model_dir=str(folder),
+                model_name=model_name,
+                model_version=served["zenml_model_version"],
+                registered_version=served["registered_version"],
+                workers=workers,  # None: the deployer's `workers` setting
+                service_name=f"{model_name}-seldon-v{served['registered_version']}",
+                pipeline_name=pipeline_name,
+                pipeline_step_name=pipeline_step_name,
+            ),
+            timeout=timeout,
         )
+    except Exception as error:
+        if not any(old.config.model_dir == str(folder) for old in existing):
+            shutil.rmtree(folder, ignore_errors=True)
+        serving = ", ".join(str(old.prediction_url) for old in existing) or "nothing"
+        raise RuntimeError(f"{error}\nStill serving: {serving} (unchanged).") from error
     for old in existing:
         if old.uuid != new.uuid:
-            deployer.delete_model_server(old.uuid, timeout=60, force=True)
+            # graceful: SIGTERM lets gunicorn finish the requests in flight,
+            # whatever survives the grace period is killed.
+            deployer.delete_model_server(old.uuid, timeout=stop_timeout, force=False)
     logger.info(
-        "Serving %s v%s at %s", model_name, served["registered_version"], new.prediction_url
+        "Serving %s v%s at %s (metrics %s)",
+        model_name,
+        served["registered_version"],
+        new.prediction_url,
+        new.metrics_url,
     )
     return {
         "prediction_url": new.prediction_url,
+        "metrics_url": new.metrics_url,
         "changed": True,
         "service": str(new.uuid),
         **served,

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Annotated
 
 from zenml import step
 
-from clearsight.catalog import Catalog
+from clearsight.catalog import Catalog, display_url, resolve_catalog_url
 from clearsight.dataset import DatasetManifest, IngestionReport
-from clearsight.errors import CatalogError
 from clearsight.names import ArtifactName
 
 logger = logging.getLogger(__name__)
-
-CATALOG_URL_ENV = "CLEARSIGHT_CATALOG_URL"
 
 
 @step(enable_cache=False)
@@ -29,18 +25,14 @@ def catalog_ingestion(
     Args:
         dataset: The dataset to record (stored, or a dry run's candidate).
         report: The ingestion report.
-        catalog_url: Database URL. When empty, read from the
-            ``CLEARSIGHT_CATALOG_URL`` environment variable, which is where
-            URLs holding a password belong.
+        catalog_url: Database URL. When empty, the ``CLEARSIGHT_CATALOG_URL``
+            environment variable (where URLs holding a password belong), else
+            the SQLite catalog in the project's ``.state`` folder.
 
     Returns:
         The ingestion id and the catalog's size after the write.
     """
-    url = catalog_url or os.environ.get(CATALOG_URL_ENV)
-    if not url:
-        raise CatalogError(
-            f"No catalog URL: set the step parameter catalog_url or {CATALOG_URL_ENV}."
-        )
+    url = resolve_catalog_url(catalog_url)
     catalog = Catalog(url)
     try:
         ingestion_id = catalog.record_ingestion(dataset, report)
@@ -48,7 +40,8 @@ def catalog_ingestion(
     finally:
         catalog.close()
     logger.info(
-        "Catalog: ingestion #%d recorded, %d images known in total.",
+        "Catalog %s: ingestion #%d recorded, %d images known in total.",
+        display_url(url),
         ingestion_id,
         total,
     )

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Annotated
 
 from tqdm.auto import tqdm
 from zenml import log_metadata, step
 from zenml.io import fileio
 
+from clearsight.catalog import resolve_catalog_url
 from clearsight.dataset import DatasetManifest, IngestionReport, build_manifest, merge_reviewed
 from clearsight.errors import DataFolderError
 from clearsight.names import ArtifactName
 from clearsight.review import ReviewStore, reviewed_records
 from materializers import DatasetManifestMaterializer
-from steps.etl.catalog_ingestion import CATALOG_URL_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def scan_images(
         split_ratios: Train/val/test shares for folders without split folders.
         dry_run: Mark the report as a dry run (nothing will be uploaded).
         catalog_url: Catalog database URL holding the reviews (else
-            ``CLEARSIGHT_CATALOG_URL``); without one, no reviews are merged.
+            ``CLEARSIGHT_CATALOG_URL``, else the project's SQLite catalog).
         include_reviews: Merge the expert-reviewed images.
 
     Returns:
@@ -63,11 +62,9 @@ def scan_images(
         split_ratios=ratios,
         progress=lambda items: tqdm(items, desc="Validating images", unit="img"),
     )
-    url = catalog_url or os.environ.get(CATALOG_URL_ENV)
-    if include_reviews and url:
+    if include_reviews:
+        url = resolve_catalog_url(catalog_url)
         manifest, report = _merge_reviews(manifest, report, url, ratios, min_side, max_pixels)
-    elif include_reviews:
-        logger.info("No catalog URL: no expert-reviewed images to merge.")
     report.dry_run = dry_run
     for skipped in report.skipped:
         logger.warning("Skipped %s: %s", skipped.path, skipped.reason)

@@ -10,6 +10,7 @@ come here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,6 @@ from zenml import log_metadata
 from zenml.client import Client
 from zenml.enums import ModelStages
 from zenml.model_registries.base_model_registry import (
-    ModelRegistryModelMetadata,
     ModelVersionStage,
 )
 from zenml.models import ModelVersionResponse
@@ -104,40 +104,126 @@ def current_champion(model_name: str) -> Champion | None:
     return Champion(version.number, name, number)
 
 
-def set_champion(model_name: str, number: int, reason: str, actor: str = "pipeline") -> Champion:
+class _Unchecked:
+    """Marker: ``set_champion`` was not told which champion to expect."""
+
+
+UNCHECKED = _Unchecked()
+DECISION_TAG = "promotion_decision"
+
+
+def _alias_version(mlflow_client, name: str, alias: str) -> str | None:
+    try:
+        return str(mlflow_client.get_model_version_by_alias(name, alias).version)
+    except Exception:  # noqa: BLE001 - MLflow raises a generic exception for a missing alias
+        return None
+
+
+def _restore_alias(mlflow_client, name: str, alias: str, version: str | None) -> None:
+    if version is None:
+        with contextlib.suppress(Exception):  # the alias was not there: nothing to undo
+            mlflow_client.delete_registered_model_alias(name, alias)
+    else:
+        mlflow_client.set_registered_model_alias(name, alias, version)
+
+
+def set_champion(
+    model_name: str,
+    number: int,
+    reason: str,
+    actor: str = "pipeline",
+    *,
+    expected_champion: int | None | _Unchecked = UNCHECKED,
+) -> Champion:
     """Make ZenML model version ``number`` the champion in ZenML and MLflow.
 
     Idempotent: promoting the champion again changes nothing but the record.
+    MLflow is updated first, then ZenML; if ZenML fails, MLflow's aliases and
+    the version's decision tags are put back, so the two registries never
+    name different champions.
+
+    Args:
+        model_name: The ZenML model (and MLflow registered model) name.
+        number: The ZenML model version to promote.
+        reason: Why (the gate's reasons, or "rollback from vN").
+        actor: Who asked for it.
+        expected_champion: The production version the decision was made
+            against (``None``: no champion). If production changed meanwhile,
+            nothing is promoted.
+
+    Raises:
+        PromotionError: Production changed since the decision, or ZenML could
+            not be updated (MLflow was restored).
     """
     client = Client()
     target = client.get_model_version(model_name, number)
     name, version = registered_version(target)
     previous = production_version(model_name)
+    if not isinstance(expected_champion, _Unchecked):
+        now = previous.number if previous is not None else None
+        if now != expected_champion:
+            judged = f"v{expected_champion}" if expected_champion is not None else "no champion"
+            raise PromotionError(
+                f"Not promoting v{number}: it was judged against {judged}, but production "
+                f"is now {f'v{now}' if now is not None else 'empty'} (changed during the run). "
+                f"Re-judge it: python run.py promote --model-version {number}"
+            )
     registry = _registry()
+    mlflow_client = registry.mlflow_client
     when = datetime.now(UTC).isoformat(timespec="seconds")
+    tags = {
+        DECISION_TAG: "promoted",
+        "promotion_reason": reason[:5000],
+        "promoted_at": when,
+        "promoted_by": actor,
+        "judged_at": when,
+    }
+    old_tags = dict(mlflow_client.get_model_version(name, version).tags)
+    old_champion = _alias_version(mlflow_client, name, CHAMPION_ALIAS)
+    old_previous = _alias_version(mlflow_client, name, PREVIOUS_CHAMPION_ALIAS)
 
-    # MLflow first: if it fails, ZenML still shows the old champion.
-    registry.update_model_version(
-        name=name,
-        version=version,
-        stage=ModelVersionStage.PRODUCTION,  # moves the `champion` alias
-        metadata=ModelRegistryModelMetadata(
-            promotion_reason=reason[:5000], promoted_at=when, promoted_by=actor
-        ),
-    )
-    if previous is not None and previous.number != number:
-        _, old_version = registered_version(previous)
-        registry.mlflow_client.set_registered_model_alias(
-            name, PREVIOUS_CHAMPION_ALIAS, old_version
+    try:
+        # MLflow first: if it fails, ZenML still shows the old champion.
+        registry.update_model_version(
+            name=name,
+            version=version,
+            stage=ModelVersionStage.PRODUCTION,  # moves the `champion` alias
         )
-    client.update_model_version(
-        model_name_or_id=model_name,
-        version_name_or_id=target.id,
-        stage=ModelStages.PRODUCTION,
-        force=True,  # archives the previous production version
-    )
+        for key, value in tags.items():
+            mlflow_client.set_model_version_tag(name, version, key, value)
+        if previous is not None and previous.number != number:
+            _, old_version = registered_version(previous)
+            mlflow_client.set_registered_model_alias(name, PREVIOUS_CHAMPION_ALIAS, old_version)
+        client.update_model_version(
+            model_name_or_id=model_name,
+            version_name_or_id=target.id,
+            stage=ModelStages.PRODUCTION,
+            force=True,  # archives the previous production version
+        )
+    except Exception as error:
+        try:
+            _restore_alias(mlflow_client, name, CHAMPION_ALIAS, old_champion)
+            _restore_alias(mlflow_client, name, PREVIOUS_CHAMPION_ALIAS, old_previous)
+            for key in tags:
+                if key in old_tags:
+                    mlflow_client.set_model_version_tag(name, version, key, old_tags[key])
+                else:
+                    mlflow_client.delete_model_version_tag(name, version, key)
+        except Exception as undo_error:
+            raise PromotionError(
+                f"Promoting v{number} failed ({error}) and MLflow could not be restored "
+                f"({undo_error}): the registries may disagree. Fix by hand: set the MLflow "
+                f"alias {CHAMPION_ALIAS!r} of {name} to v{old_champion}, or run "
+                f"python run.py promote --model-version N for the intended champion."
+            ) from error
+        was = f"MLflow v{old_champion}" if old_champion is not None else "no champion"
+        raise PromotionError(
+            f"Promoting v{number} failed while updating ZenML ({type(error).__name__}: "
+            f"{error}). MLflow was restored ({CHAMPION_ALIAS!r} is {was} again); nothing "
+            "in production changed."
+        ) from error
     log_metadata(
-        metadata={"promotion": {"at": when, "by": actor, "reason": reason}},
+        metadata={"promotion": {"at": when, "by": actor, "decision": "promoted", "reason": reason}},
         model_name=model_name,
         model_version=str(number),
     )
@@ -152,20 +238,36 @@ def set_champion(model_name: str, number: int, reason: str, actor: str = "pipeli
     return Champion(number, name, version)
 
 
-def record_rejection(model_name: str, number: int, reason: str) -> None:
-    """Keep a rejected challenger's decision in ZenML and MLflow; production is untouched."""
+def _record(model_name: str, number: int, key: str, decision: str, reason: str) -> None:
+    """Tag an MLflow version and log ZenML metadata under ``key``; production is untouched."""
     target = Client().get_model_version(model_name, number)
     name, version = registered_version(target)
     when = datetime.now(UTC).isoformat(timespec="seconds")
     client = _registry().mlflow_client
-    client.set_model_version_tag(name, version, "promotion_decision", "rejected")
-    client.set_model_version_tag(name, version, "promotion_reason", reason[:5000])
+    client.set_model_version_tag(name, version, f"{key}_decision", decision)
+    client.set_model_version_tag(name, version, f"{key}_reason", reason[:5000])
     client.set_model_version_tag(name, version, "judged_at", when)
     log_metadata(
-        metadata={"promotion": {"at": when, "decision": "rejected", "reason": reason}},
+        metadata={key: {"at": when, "decision": decision, "reason": reason}},
         model_name=model_name,
         model_version=str(number),
     )
+
+
+def record_rejection(model_name: str, number: int, reason: str) -> None:
+    """Keep a rejected challenger's decision in ZenML and MLflow; production is untouched."""
+    _record(model_name, number, "promotion", "rejected", reason)
+
+
+def record_rejudge_failure(model_name: str, number: int, reason: str) -> None:
+    """Record that the live champion failed a re-judgement; it stays in production.
+
+    Its promotion record (``promotion_decision=promoted``) is kept; the failed
+    re-judgement goes to ``rejudge_decision`` / ``rejudge_reason`` in MLflow and
+    ``rejudge`` in the ZenML metadata, so nobody mistakes production for a
+    rejected model.
+    """
+    _record(model_name, number, "rejudge", "failing", reason)
 
 
 def rollback(model_name: str, actor: str = "cli") -> Champion:
@@ -188,4 +290,6 @@ def rollback(model_name: str, actor: str = "cli") -> Champion:
             f"MLflow version {previous.version} does not name its ZenML model version."
         )
     reason = f"rollback from v{current.zenml_version}"
-    return set_champion(model_name, number, reason, actor=actor)
+    return set_champion(
+        model_name, number, reason, actor=actor, expected_champion=current.zenml_version
+    )

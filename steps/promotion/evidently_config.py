@@ -47,10 +47,20 @@ def quality_metrics() -> list[EvidentlyMetricConfig]:
 
 
 def quality_tests(rules: PromotionRules) -> list[EvidentlyTestConfig]:
-    """The test suite whose result the gate requires."""
+    """The quality test suite, run on the frozen test split; the gate requires it."""
     return [
         EvidentlyTestConfig.test("TestAccuracyScore", gte=rules.min_accuracy),
         EvidentlyTestConfig.test("TestF1Score", gte=rules.min_macro_f1),
+    ]
+
+
+def drift_tests(rules: PromotionRules) -> list[EvidentlyTestConfig]:
+    """The drift test suite, run on the same current data as the drift report.
+
+    That is the test split, or the new batch given with ``--current-data-dir``:
+    the test and the report judge the same rows. The gate requires it too.
+    """
+    return [
         EvidentlyTestConfig.test(
             "TestShareOfDriftedColumns",
             lte=rules.max_drift_share,

@@ -74,7 +74,7 @@ def calibrate_model(
             figures[f"{split}_ece_{when}"] = expected_calibration_error(probabilities, labels)
             figures[f"{split}_nll_{when}"] = negative_log_likelihood(probabilities, labels)
     mlflow.log_metrics(figures)
-    log_metadata(metadata=figures, infer_model=True)
+    log_metadata(metadata=figures, artifact_name=ArtifactName.CALIBRATION, infer_artifact=True)
     logger.info(
         "Temperature %.3f: test ECE %.4f -> %.4f (val %.4f -> %.4f).",
         temperature,

@@ -37,7 +37,8 @@ def evaluate_model(
 
     Everything is logged to the MLflow run (metrics, the confusion-matrix
     image, the classification report) and the headline metrics are attached
-    to the ZenML model version.
+    to the metrics artifact (``log_model_metadata`` copies them to the model
+    version).
 
     Args:
         model: The trained classifier.
@@ -76,7 +77,9 @@ def evaluate_model(
         "test_images": len(y_true),
         "dataset_fingerprint": dataset.fingerprint,
     }
-    log_metadata(metadata=headline, infer_model=True)
+    # On the artifact, so a cached re-run keeps it; log_model_metadata puts the
+    # figures on each run's model version.
+    log_metadata(metadata=headline, artifact_name=ArtifactName.TEST_METRICS, infer_artifact=True)
     logger.info(
         "Test accuracy %.4f, macro-F1 %.4f on %d images.\n%s",
         metrics["accuracy"],

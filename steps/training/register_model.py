@@ -32,8 +32,9 @@ def register_model(
 
     The MLflow model carries a signature and an input example (one real,
     preprocessed test image). The registered version is tagged with the
-    dataset fingerprint and the ZenML model version, and the ZenML model
-    version gets the MLflow coordinates as metadata.
+    dataset fingerprint and the ZenML model version; the MLflow coordinates
+    are also the output artifact's metadata (``log_model_metadata`` copies
+    them to the ZenML model version).
 
     Args:
         model: The trained classifier.
@@ -92,7 +93,7 @@ def register_model(
     }
     log_metadata(
         metadata={k: v for k, v in registered.items() if k != "classes"},
-        infer_model=True,
+        infer_artifact=True,
     )
     logger.info("Registered %s version %s (MLflow run %s).", name, version, run_id)
     return registered

@@ -9,10 +9,12 @@ ZenML client (the embedded store of the other tests) is never switched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -146,9 +148,14 @@ def test_run_py_on_the_production_stack(production):
     assert run.info.status == "FINISHED" and run.data.metrics, run
     mlflow_keys = [
         item["Key"]
-        for item in s3.list_objects_v2(Bucket=settings.mlflow_bucket).get("Contents", [])
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.mlflow_bucket)
+        for item in page.get("Contents", [])
     ]
     assert any(champion.run_id in key for key in mlflow_keys), mlflow_keys[:20]
+    # ... and the tracking server itself lists them (served from that bucket).
+    served = [a.path for a in mlflow.list_artifacts(champion.run_id)]
+    assert served, f"MLflow lists no artifacts for run {champion.run_id}"
+    assert all(any(path in key for key in mlflow_keys) for path in served), (served, mlflow_keys)
 
     # Every pipeline ran as an Airflow DAG run that succeeded, and ZenML's run of it
     # completed carrying that Airflow run id.
@@ -161,7 +168,30 @@ def test_run_py_on_the_production_stack(production):
         dag_runs = airflow.dag_runs(dag_file.stem)
         assert [r["state"] for r in dag_runs] == ["success"], dag_runs
         assert dag_runs[0]["dag_run_id"] in {r["orchestrator_run_id"] for r in runs}
-    assert oct(settings.airflow_dags.stat().st_mode & 0o777) == "0o700"
+    assert_token_files_are_private(settings)
+
+
+def _mode(path) -> str:
+    return oct(path.stat().st_mode & 0o777)
+
+
+def assert_token_files_are_private(settings) -> None:
+    """The ZenML API token (DAG configs, airflow.db) and the passwords: this user's only."""
+    for folder in (settings.services_dir, settings.airflow_home, settings.airflow_dags):
+        assert _mode(folder) == "0o700", folder
+    for secret_file in (settings.credentials_file, settings.airflow_home / "passwords.json"):
+        assert _mode(secret_file) == "0o600", secret_file
+    database = settings.airflow_home / "airflow.db"
+    # Airflow's database holds the serialized DAGs with every task's environment: ZenML's
+    # store settings, and the API token when the server asks for one.
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        serialized = " ".join(str(row[0]) for row in db.execute("SELECT data FROM serialized_dag"))
+    assert "ZENML_STORE_URL" in serialized
+    assert _mode(database) == "0o600", database
+    # Everything Airflow and the other servers wrote (logs included) is private.
+    for folder in (settings.services_dir, settings.airflow_home):
+        exposed = [p for p in folder.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o077]
+        assert not exposed, exposed[:10]
 
 
 def test_schedules_are_airflow_dags_and_a_triggered_run_takes_overrides(production):
@@ -182,10 +212,23 @@ def test_schedules_are_airflow_dags_and_a_triggered_run_takes_overrides(producti
 
     bad = _run(["run.py", "trigger", "train", "--conf", '{"epoch": 1}'], env, timeout=120)
     assert bad.returncode != 0 and "Known fields" in bad.stderr, bad.stderr[-2000:]
+
+    # An earlier run of the schedule's DAG failed: it says nothing about the next one.
+    train_dag = schedules["train-schedule"]["dag_id"]
+    airflow.set_paused(train_dag, True)  # the run stays queued: no task starts
+    try:
+        failed = airflow.trigger(train_dag, {})["dag_run_id"]
+        airflow.set_dag_run_state(train_dag, failed, "failed")
+    finally:
+        airflow.set_paused(train_dag, False)
+    assert airflow.dag_run(train_dag, failed)["state"] == "failed"
+
     triggered = _run(["run.py", "trigger", "train", "--conf", '{"epochs": 1}'], env)
     assert triggered.returncode == 0, triggered.stdout[-3000:] + triggered.stderr[-3000:]
     run_id = re.search(r"\(Airflow run (\S+)\)", triggered.stdout).group(1)
-    assert run_id.startswith("manual__")
+    assert run_id.startswith("manual__") and run_id != failed
+    assert airflow.dag_run(train_dag, run_id)["state"] == "success"
+    assert airflow.dag_run(train_dag, failed)["state"] == "failed"
     assert [r for r in zenml_runs(env) if r["orchestrator_run_id"] == run_id][0]["status"] == (
         "completed"
     )
@@ -217,12 +260,37 @@ def test_a_failing_step_fails_the_dag_run_and_the_zenml_run(production, tmp_path
     assert airflow.dag_runs(newest.stem)[0]["state"] == "failed"
 
 
+MLFLOW_RUN_COUNT = """
+import sys
+from mlflow import MlflowClient
+client = MlflowClient(tracking_uri=sys.argv[1])
+ids = [e.experiment_id for e in client.search_experiments()]
+count, token = 0, None
+while ids:
+    page = client.search_runs(ids, max_results=1000, page_token=token)
+    count += len(page)
+    token = page.token
+    if not token:
+        break
+print(count)
+"""
+
+
+def mlflow_run_count(env: dict[str, str]) -> int:
+    result = _run(["-c", MLFLOW_RUN_COUNT, env["CLEARSIGHT_MLFLOW_URI"]], env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return int(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize(
     ("service", "named"), [("mlflow", "MLflow tracking server"), ("s3", "S3 endpoint")]
 )
 def test_a_stopped_server_fails_fast_and_submits_nothing(production, service, named):
     env = production["env"]
+    settings = _settings(env)
     before = len(zenml_runs(env))
+    dags_before = sorted(p.name for p in settings.airflow_dags.iterdir())
+    mlflow_runs_before = mlflow_run_count(env)
     stopped = _run(["-m", "stack.services", "stop", service], env, timeout=120)
     assert stopped.returncode == 0, stopped.stderr
     try:
@@ -234,7 +302,50 @@ def test_a_stopped_server_fails_fast_and_submits_nothing(production, service, na
         assert "nothing was submitted" in result.stderr
         assert "Traceback" not in result.stderr
         assert took < 60, took
-        assert len(zenml_runs(env)) == before
     finally:
         restarted = _run(["-m", "stack.services", "start", service], env, timeout=300)
         assert restarted.returncode == 0, restarted.stderr
+    # Nothing half-registered: no ZenML run, no DAG for Airflow, no MLflow run.
+    assert len(zenml_runs(env)) == before
+    assert sorted(p.name for p in settings.airflow_dags.iterdir()) == dags_before
+    assert mlflow_run_count(env) == mlflow_runs_before
+
+
+STACK_STATE = """
+import json
+from zenml.client import Client
+client = Client()
+print(json.dumps({
+    "secret": client.get_secret("clearsight_s3").secret_values,
+    "components": sorted(c.name for c in client.list_stack_components(size=1000).items),
+}))
+"""
+
+
+def test_registration_is_idempotent_and_an_invalid_config_writes_nothing(production):
+    env = production["env"]
+    again = _run(["-m", "stack.register", "production"], env, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    output = again.stdout + again.stderr
+    assert "Stack 'production' unchanged and active." in output, output[-3000:]
+    changed = [
+        line
+        for line in output.splitlines()
+        if re.search(r"\b(created|updated)$", line) and not line.startswith("flavor")
+    ]
+    assert not changed, output[-3000:]
+    assert output.count("unchanged") >= 8, output[-3000:]  # 2 secrets, 6 components
+
+    state = _run(["-c", STACK_STATE], env, timeout=120)
+    before = json.loads(state.stdout.strip().splitlines()[-1])
+    # New S3 credentials with a Seldon setting that cannot work: the secret is not
+    # rewritten, no component of the Kubernetes deployer appears.
+    invalid = {**env, "CLEARSIGHT_SELDON": "kubernetes", "AWS_ACCESS_KEY_ID": "rotated-key"}
+    invalid.pop("CLEARSIGHT_SELDON_BASE_URL", None)
+    refused = _run(["-m", "stack.register", "production"], invalid, timeout=300)
+    assert refused.returncode == 1, refused.stdout + refused.stderr[-3000:]
+    assert "CLEARSIGHT_SELDON_BASE_URL" in refused.stderr, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    state = _run(["-c", STACK_STATE], env, timeout=120)
+    after = json.loads(state.stdout.strip().splitlines()[-1])
+    assert after == before and "seldon_k8s" not in after["components"], after

@@ -5,11 +5,16 @@ from __future__ import annotations
 import base64
 import io
 import ipaddress
+import json
 import os
+import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -25,6 +30,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 CLASSES = [str(d) for d in range(10)]
+MAX_REQUEST_BYTES = 400_000
 
 
 def free_port() -> int:
@@ -45,6 +51,7 @@ def model_dir(tmp_path_factory):
         registered_version="4",
         max_batch=8,
         max_pixels=1_000_000,
+        max_request_bytes=MAX_REQUEST_BYTES,
     )
     folder = export_model_dir(model, config, tmp_path_factory.mktemp("served") / "model")
     return folder, model
@@ -68,20 +75,26 @@ def endpoint(model_dir):
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{http}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/health/ping", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None, "the microservice exited during start-up"
+            time.sleep(0.5)
+        else:
+            pytest.fail("the seldon-core microservice did not answer /health/ping in 180 s")
+        yield base, f"http://127.0.0.1:{metrics}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
         try:
-            if requests.get(f"{base}/health/ping", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert process.poll() is None, "the microservice exited during start-up"
-        time.sleep(0.5)
-    else:
-        pytest.fail("the seldon-core microservice did not answer /health/ping in 120 s")
-    yield base, f"http://127.0.0.1:{metrics}"
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def sample_images(digits_dir) -> list[bytes]:
@@ -136,6 +149,14 @@ def _png(width: int, height: int, mode: str = "L") -> bytes:
     return buffer.getvalue()
 
 
+def _bad_idat_crc(png: bytes) -> bytes:
+    data = bytearray(png)
+    at = data.find(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    data[at + 4 + length] ^= 0xFF  # first byte of the IDAT chunk's CRC
+    return bytes(data)
+
+
 def test_every_bad_input_gets_a_4xx_with_a_reason(endpoint, digits_dir):
     base, _ = endpoint
     good = sample_images(digits_dir)[0]
@@ -157,11 +178,37 @@ def test_every_bad_input_gets_a_4xx_with_a_reason(endpoint, digits_dir):
         ("numeric array", post(base, {"data": {"ndarray": [["a", "b"]]}}), 400),
         ("max_batch=8", post(base, {"jsonData": {"images": [b64(good)] * 9}}), 400),
         ("Unknown payload keys", post(base, {"strData": "hi"}), 400),
+        # Pillow accepts it, TensorFlow's PNG decoder refuses it (bad IDAT checksum)
+        ("could not be decoded", post(base, {"binData": b64(_bad_idat_crc(good))}), 400),
+        (
+            f"max_request_bytes={MAX_REQUEST_BYTES}",
+            post(base, {"binData": "A" * (MAX_REQUEST_BYTES + 10)}),
+            413,
+        ),
     ]
     for needle, response, status in cases:
         assert response.status_code == status, (needle, response.status_code, response.text)
         assert needle in response.json()["status"]["info"], (needle, response.text)
     assert post(base, {"binData": b64(good)}).status_code == 200  # still serving
+
+    # Every rejection is counted by reason on the metrics endpoint.
+    text = requests.get(f"{endpoint[1]}/metrics", timeout=5).text
+    rejected: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("clearsight_rejected_total{"):
+            reason = line.split('reason="')[1].split('"')[0]
+            rejected[reason] = rejected.get(reason, 0) + float(line.rsplit(" ", 1)[1])
+    for reason in (
+        "invalid_image",
+        "bad_base64",
+        "decode_error",
+        "too_large",
+        "unsupported_media_type",
+        "batch_too_large",
+        "bad_tensor",
+    ):
+        assert rejected.get(reason, 0) >= 1, (reason, rejected)
+    assert sum(rejected.values()) >= len(cases), rejected
 
 
 def test_health_metadata_and_custom_metrics(endpoint, digits_dir):
@@ -199,15 +246,123 @@ def test_shipped_prometheus_config_and_alert_rules_are_valid():
         assert alert in rules
 
 
-def test_real_prometheus_scrapes_our_metrics(endpoint, digits_dir, tmp_path):
+# --- Through the ZenML model deployer (our local_seldon flavor) -------------
+
+DEPLOYED_MODEL = "endpoint-test"
+
+
+@pytest.fixture(scope="module")
+def deployer(embedded_stack, tmp_path_factory):
+    """The embedded stack's local Seldon deployer; its targets file in a temp folder."""
+    from stack.seldon.prometheus_targets import TARGETS_ENV
+
+    targets = tmp_path_factory.mktemp("prometheus") / "targets.json"
+    previous = os.environ.get(TARGETS_ENV)
+    os.environ[TARGETS_ENV] = str(targets)  # the zenml CLI subprocesses inherit it
+    deployer = embedded_stack.active_stack.model_deployer
+    try:
+        yield deployer
+    finally:
+        for service in deployer.servers_for(DEPLOYED_MODEL):
+            deployer.delete_model_server(service.uuid, timeout=60, force=True)
+        if previous is None:
+            os.environ.pop(TARGETS_ENV, None)
+        else:
+            os.environ[TARGETS_ENV] = previous
+
+
+def deploy_server(deployer, folder, version: str, timeout: int = 180):
+    from stack.seldon.service import LocalSeldonDeploymentConfig
+
+    return deployer.deploy_new_server(
+        LocalSeldonDeploymentConfig(
+            model_dir=str(folder),
+            model_name=DEPLOYED_MODEL,
+            registered_version=version,
+            service_name=f"{DEPLOYED_MODEL}-v{version}",
+            pipeline_name="test",
+            pipeline_step_name="deploy",
+        ),
+        timeout=timeout,
+    )
+
+
+def running_server(deployer, model_dir):
+    running = [s for s in deployer.servers_for(DEPLOYED_MODEL) if s.is_running]
+    return running[0] if running else deploy_server(deployer, model_dir[0], "1")
+
+
+def server_processes(service) -> list[psutil.Process]:
+    """The daemon, its descendants and every process of the microservice's group."""
+    from stack.seldon.service import _read_pgid, group_members
+
+    found: dict[int, psutil.Process] = {}
+    if service.status.pid:
+        root = psutil.Process(service.status.pid)
+        for process in (root, *root.children(recursive=True)):
+            found[process.pid] = process
+    pgid = _read_pgid(service.status.pgid_file)
+    if pgid:
+        for process in group_members(pgid):
+            found[process.pid] = process
+    return list(found.values())
+
+
+def processes_on_port(port: int) -> list[int]:
+    return [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "stack.seldon.launch" in (p.info["cmdline"] or [])
+        and str(port) in (p.info["cmdline"] or [])
+    ]
+
+
+def gone(processes: list[psutil.Process], within: float = 60) -> bool:
+    _, alive = psutil.wait_procs(processes, timeout=within)
+    return not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def prometheus_query(port: int, query: str) -> list[dict]:
+    try:
+        answer = requests.get(
+            f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=2
+        ).json()
+    except (requests.RequestException, ValueError):
+        return []
+    return answer.get("data", {}).get("result", [])
+
+
+def wait_for(condition, timeout: float, message: str, step: float = 1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(message)
+
+
+def test_real_prometheus_follows_the_endpoint_across_a_redeploy(
+    deployer, model_dir, digits_dir, tmp_path
+):
+    """Prometheus finds each new server through the deployer's file_sd targets file."""
     import yaml
 
-    base, metrics = endpoint
-    post(base, {"jsonData": {"images": [b64(i) for i in sample_images(digits_dir)]}})
+    from stack.seldon.prometheus_targets import targets_path
+
+    first = running_server(deployer, model_dir)
+    info = deployer.get_model_server_info(first)
+    assert info["METRICS_URL"] == f"http://127.0.0.1:{first.status.metrics_port}/metrics"
+    assert requests.get(info["METRICS_URL"], timeout=5).status_code == 200
+    assert info["PROMETHEUS_TARGETS"] == str(targets_path())
+    assert first.config.workers == deployer.config.workers  # the flavor's setting applies
+
     config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = "1s"
     config["global"]["evaluation_interval"] = "1s"
-    config["scrape_configs"][0]["static_configs"][0]["targets"] = [metrics.removeprefix("http://")]
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "clearsight-endpoint")
+    assert "static_configs" not in job
+    job["file_sd_configs"] = [{"files": [str(targets_path())], "refresh_interval": "1s"}]
     config["rule_files"] = [str(SHIPPED / "alerts.yml")]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -221,27 +376,151 @@ def test_real_prometheus_scrapes_our_metrics(endpoint, digits_dir, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    images = [b64(i) for i in sample_images(digits_dir)]
     try:
-        query = f"http://127.0.0.1:{port}/api/v1/query"
-        deadline = time.monotonic() + 60
-        result = []
-        while time.monotonic() < deadline and not result:
-            time.sleep(1)
-            try:
-                answer = requests.get(
-                    query, params={"query": "sum(clearsight_predictions_total)"}, timeout=2
-                ).json()
-            except requests.RequestException:
-                continue
-            result = answer.get("data", {}).get("result", [])
-        assert result, "Prometheus never returned clearsight_predictions_total"
-        assert float(result[0]["value"][1]) >= 6  # the six images sent above
+        assert post(first.endpoint.status.uri, {"jsonData": {"images": images}}).ok
+        wait_for(
+            lambda: prometheus_query(
+                port, f'sum(clearsight_predictions_total{{service_uuid="{first.uuid}"}}) >= 6'
+            ),
+            90,
+            "Prometheus never scraped the first server",
+        )
         rules = requests.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()
         names = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
         assert "ClearsightEndpointDown" in names
+
+        # A redeploy, as the deploy step does it: new server up, old one stopped.
+        second = deploy_server(deployer, model_dir[0], "2")
+        assert second.status.metrics_port != first.status.metrics_port
+        deployer.delete_model_server(first.uuid, timeout=60)
+        groups = json.loads(targets_path().read_text())
+        assert [g["labels"]["service_uuid"] for g in groups] == [str(second.uuid)]
+        assert groups[0]["targets"] == [f"127.0.0.1:{second.status.metrics_port}"]
+
+        assert post(second.endpoint.status.uri, {"jsonData": {"images": images[:2]}}).ok
+        wait_for(
+            lambda: prometheus_query(
+                port,
+                f'sum(clearsight_predictions_total{{service_uuid="{second.uuid}",'
+                f'registered_version="2"}}) >= 2',
+            ),
+            90,
+            "Prometheus never scraped the redeployed server",
+        )
+
+        def scraped() -> list[str]:
+            targets = requests.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()
+            return [
+                t["labels"]["service_uuid"]
+                for t in targets["data"]["activeTargets"]
+                if t["labels"].get("job") == "clearsight-endpoint"
+            ]
+
+        wait_for(
+            lambda: scraped() == [str(second.uuid)],
+            30,
+            "Prometheus still scrapes the deleted server",
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_failed_start_leaves_the_old_server_serving_and_no_processes(
+    deployer, model_dir, digits_dir, tmp_path
+):
+    from stack.seldon.deployer import ServerStartError
+
+    old = running_server(deployer, model_dir)
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir[0], broken)
+    (broken / "model.keras").write_bytes(b"these are not the weights you are looking for")
+    before = {s.uuid for s in deployer.servers_for(DEPLOYED_MODEL)}
+    children_before = {p.pid for p in psutil.Process().children(recursive=True)}
+
+    started = time.monotonic()
+    with pytest.raises(ServerStartError, match="did not start") as raised:
+        deploy_server(deployer, broken, "99", timeout=150)
+    assert time.monotonic() - started < 150, "a dead server should not wait for the timeout"
+    message = str(raised.value)
+    log = message.split("Log: ", 1)[1].split()[0]
+    assert os.path.isfile(log), message  # the log is kept for the post-mortem
+
+    # The store has no record of it, nothing of it runs, its folder is gone.
+    assert {s.uuid for s in deployer.servers_for(DEPLOYED_MODEL)} == before
+    failed_uuid = os.path.basename(log).removesuffix(".log")
+    assert not os.path.exists(os.path.join(deployer.local_path, failed_uuid))
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(failed_uuid in part or str(broken) in part for part in p.info["cmdline"] or [])
+    ]
+    assert not leftovers, leftovers
+    new_children = [
+        p for p in psutil.Process().children(recursive=True) if p.pid not in children_before
+    ]
+    assert gone(new_children, within=10), new_children
+
+    # The old server never stopped answering.
+    image = sample_images(digits_dir)[0]
+    assert post(old.endpoint.status.uri, {"binData": b64(image)}).status_code == 200
+
+
+def zenml_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "zenml"), "model-deployer", "models", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_zenml_cli_stop_start_and_delete_leave_no_orphan_processes(deployer, model_dir):
+    service = running_server(deployer, model_dir)
+    uuid = str(service.uuid)
+    processes = server_processes(service)
+    assert len(processes) >= 4, processes  # daemon, microservice, workers, gRPC, metrics
+    http_port = service.endpoint.status.port
+
+    described = zenml_cli("describe", uuid)
+    described = described.stdout + described.stderr
+    assert "METRICS_URL" in described
+
+    zenml_cli("stop", uuid)  # graceful: SIGTERM, gunicorn drains
+    assert gone(processes, within=10), [p for p in processes if p.is_running()]
+    assert not processes_on_port(http_port)
+
+    zenml_cli("start", uuid)
+    (restarted,) = [s for s in deployer.servers_for(DEPLOYED_MODEL) if str(s.uuid) == uuid]
+    base = restarted.endpoint.status.uri.rstrip("/")
+    wait_for(
+        lambda: requests.get(f"{base}/health/ping", timeout=2).status_code == 200,
+        60,
+        "the restarted server does not answer /health/ping",
+    )
+    processes = server_processes(restarted)
+    assert len(processes) >= 4, processes
+
+    zenml_cli("delete", uuid, "--yes")
+    assert gone(processes, within=10), [p for p in processes if p.is_running()]
+    assert not processes_on_port(restarted.endpoint.status.port)
+    assert uuid not in {str(s.uuid) for s in deployer.servers_for(DEPLOYED_MODEL)}
+
+
+def test_the_microservice_dies_with_its_daemon(deployer, model_dir):
+    from stack.seldon.launch import WATCH_GRACE
+
+    service = running_server(deployer, model_dir)
+    processes = server_processes(service)
+    psutil.Process(service.status.pid).kill()  # the daemon, not the microservice
+    assert gone(processes, within=WATCH_GRACE + 15), [p for p in processes if p.is_running()]
+    deployer.delete_model_server(service.uuid, timeout=30, force=True)
 
 
 def test_the_microservice_listens_on_loopback_only(endpoint):

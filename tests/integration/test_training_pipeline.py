@@ -10,12 +10,17 @@ import pytest
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
+from clearsight.calibration import expected_calibration_error
 from clearsight.config import TrainingParameters
 from clearsight.models import model_temperature
 from clearsight.names import ArtifactName
 from clearsight.preprocess import preprocess_batch
 
 pytestmark = pytest.mark.integration
+
+# Five epochs: a model well above chance (2 epochs left some seeds at 0.1-0.3
+# accuracy) yet still clearly miscalibrated, for ~20 s more than two epochs.
+EPOCHS = 5
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +32,7 @@ def trained(embedded_stack, digits_dir, tmp_path_factory):
     ingest = ingest_pipeline(data_dir=str(digits_dir), catalog_url=catalog)
     train = training_pipeline.with_options(
         config_path="configs/train.yaml",
-        parameters={"hyperparameters": TrainingParameters(epochs=2).model_dump(mode="json")},
+        parameters={"hyperparameters": TrainingParameters(epochs=EPOCHS).model_dump(mode="json")},
     )()
     return Client().get_pipeline_run(ingest.id), Client().get_pipeline_run(train.id)
 
@@ -42,7 +47,9 @@ def test_training_run_completes_and_its_artifacts_load(trained):
 
     metrics = train.steps["evaluate_model"].outputs[ArtifactName.TEST_METRICS][0].load()
     assert metrics["test_images"] == len(dataset.split("test")) == 270
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    # Chance is 0.10; five epochs on the digits reach about 0.85-0.92.
+    assert metrics["accuracy"] >= 0.6, metrics["accuracy"]
+    assert metrics["macro_f1"] >= 0.5, metrics["macro_f1"]
     assert set(metrics["per_class"]) == set(dataset.classes)
     assert np.asarray(metrics["confusion_matrix"]).sum() == 270
 
@@ -54,7 +61,7 @@ def test_mlflow_run_and_registered_model(trained):
     client = mlflow.MlflowClient(tracking_uri=uri)
 
     run = client.get_run(registered["mlflow_run_id"])
-    assert run.data.params["epochs"] == "2"
+    assert run.data.params["epochs"] == str(EPOCHS)
     assert run.data.params["architecture"] == "small_cnn"
     assert "test_accuracy" in run.data.metrics and "test_macro_f1" in run.data.metrics
     assert "test_recall_7" in run.data.metrics
@@ -87,8 +94,14 @@ def test_zenml_model_version_links_data_model_and_metrics(trained):
     version = train.model_version
     assert version is not None and version.model.name == "image-classifier"
     version = Client().get_model_version(version.model.name, version.number)
-    assert version.run_metadata["test_accuracy"] >= 0.0
-    assert version.run_metadata["registered_model_version"] >= 1
+    metrics = train.steps["evaluate_model"].outputs[ArtifactName.TEST_METRICS][0].load()
+    assert metrics["accuracy"] >= 0.6
+    assert version.run_metadata["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert version.run_metadata["test_macro_f1"] == pytest.approx(metrics["macro_f1"])
+    registered = train.steps["register_model"].outputs[ArtifactName.REGISTERED_MODEL][0].load()
+    assert version.run_metadata["registered_model_version"] == int(
+        registered["registered_model_version"]
+    )
     dataset_artifact = ingest.steps["store_images"].outputs[ArtifactName.DATASET][0]
     linked = {
         a.id for a in Client().list_artifact_versions(model_version_id=version.id, size=100).items
@@ -98,21 +111,38 @@ def test_zenml_model_version_links_data_model_and_metrics(trained):
     assert model_artifact.id in linked
 
 
+def _probabilities(model, dataset, splits) -> tuple[np.ndarray, np.ndarray]:
+    index = dataset.label_index()
+    records = [r for split in splits for r in dataset.split(split)]
+    batch = preprocess_batch([Path(r.uri).read_bytes() for r in records], 32)
+    return model.predict(batch, verbose=0), np.array([index[r.label] for r in records])
+
+
 def test_calibration_is_stored_in_the_model_and_lowers_the_error(trained):
-    _, train = trained
+    ingest, train = trained
     calibration = train.steps["calibrate_model"].outputs[ArtifactName.CALIBRATION][0].load()
     model = train.steps["calibrate_model"].outputs[ArtifactName.MODEL][0].load()
-    assert model_temperature(model) == pytest.approx(calibration["temperature"], rel=1e-5)
-    assert calibration["temperature"] != pytest.approx(1.0, abs=1e-3)
-    # Temperature scaling minimises the NLL on the validation split, so that must
-    # drop there. ECE is not what it optimises and its 15-bin estimate on ~270
-    # images moves by about +-0.02 (CI once saw 0.102 -> 0.108 on val), so ECE
-    # must only not get worse beyond that noise.
-    assert calibration["val_nll_after"] < calibration["val_nll_before"]
-    for split in ("val", "test"):
-        assert calibration[f"{split}_ece_after"] <= calibration[f"{split}_ece_before"] + 0.02
     trained_model = train.steps["train_model"].outputs[ArtifactName.TRAINED_MODEL][0].load()
+    assert model_temperature(model) == pytest.approx(calibration["temperature"], rel=1e-5)
     assert model_temperature(trained_model) == 1.0
+    assert calibration["temperature"] != pytest.approx(1.0, abs=1e-3)
+    # Temperature scaling minimises the NLL on the validation split.
+    assert calibration["val_nll_after"] < calibration["val_nll_before"]
+
+    # The claim: calibration lowers the expected calibration error on the
+    # bundled data. Measured on val + test together (540 images) with 10 bins,
+    # where one image moves a bin by 0.2 % rather than 0.4 % on one split of 270.
+    # Measured (scratch scan, this setup): at 5 epochs on 6 seeds it fell from
+    # 0.06-0.15 to 0.007-0.03 (temperature 0.5-0.7: the model is underconfident);
+    # at 2 epochs it rose on 1 seed of 11 (0.121 -> 0.126, temperature 0.98).
+    dataset = ingest.steps["store_images"].outputs[ArtifactName.DATASET][0].load()
+    before, labels = _probabilities(trained_model, dataset, ("val", "test"))
+    after, same_labels = _probabilities(model, dataset, ("val", "test"))
+    np.testing.assert_array_equal(labels, same_labels)
+    np.testing.assert_array_equal(before.argmax(axis=1), after.argmax(axis=1))  # no label moves
+    ece_before = expected_calibration_error(before, labels, bins=10)
+    ece_after = expected_calibration_error(after, labels, bins=10)
+    assert ece_after < ece_before, (ece_before, ece_after)
 
 
 @pytest.mark.parametrize("name", ["ingest_pipeline", "training_pipeline"])

@@ -18,12 +18,15 @@ from streamlit.testing.v1 import AppTest
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
-from clearsight.catalog import Catalog
+from clearsight.catalog import Catalog, sqlite_url
 from clearsight.images import sha256_bytes
 from clearsight.names import ArtifactName
 from clearsight.review import ReviewStore
 from tests.conftest import ROOT
 from tests.ui.conftest import ADMIN, REVIEWER, UI_MODEL, free_port
+from tests.unit.conftest import image_bytes
+from ui import metrics
+from ui.data import endpoint
 
 pytestmark = pytest.mark.integration
 MAIN = str(ROOT / "ui" / "main.py")
@@ -67,6 +70,11 @@ def upscaled(data: bytes, side: int = 24) -> bytes:
     buffer = io.BytesIO()
     Image.open(io.BytesIO(data)).resize((side, side), Image.NEAREST).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def counter(name: str, **labels: str) -> float:
+    """A metric of the app's registry (AppTest runs the app in this process)."""
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def chart_rows(at: AppTest, index: int) -> list[tuple[str, float]]:
@@ -139,6 +147,8 @@ def test_predict_shows_the_endpoints_top_k_and_queues_uncertain_answers(served_a
 
 
 def test_endpoint_down_says_how_to_start_it(served_app, monkeypatch, tmp_path):
+    errors = "clearsight_ui_prediction_errors_total"
+    before = counter(errors, reason="endpoint_down")
     config = tmp_path / "train.yaml"
     config.write_text(served_app.train_config.read_text().replace(UI_MODEL, "never-served"))
     monkeypatch.setenv("CLEARSIGHT_TRAIN_CONFIG", str(config))
@@ -153,6 +163,66 @@ def test_endpoint_down_says_how_to_start_it(served_app, monkeypatch, tmp_path):
     at = app(ADMIN)
     assert any("does not answer" in e.value for e in at.error)
     assert any(c.value == "python run.py deploy" for c in at.code)
+    at.run().run()
+    assert counter(errors, reason="endpoint_down") == before  # no prediction was asked for
+
+
+def test_a_failed_prediction_is_counted_once_per_call(served_app, digits_dir, monkeypatch):
+    def broken(url: str, images: list[bytes], timeout: float = 60):
+        raise endpoint.EndpointDownError(f"{url} did not answer (ConnectionError)")
+
+    monkeypatch.setattr(endpoint, "predict", broken)  # the page imports it on every run
+    before = counter("clearsight_ui_prediction_errors_total", reason="endpoint_down")
+    at = app(REVIEWER)
+    image = digit(digits_dir, "1", 2)
+    at.file_uploader(key="uploads").set_value(("one.png", image, "image/png")).run()
+    assert any("did not answer (ConnectionError)" in e.value for e in at.error)
+    assert counter("clearsight_ui_prediction_errors_total", reason="endpoint_down") == before + 1
+
+
+def test_answers_are_kept_per_served_model_version(served_app, digits_dir, monkeypatch):
+    requested = "clearsight_ui_predictions_requested_total"
+    image = upscaled(digit(digits_dir, "2", 4), side=21)
+    at = app(REVIEWER)
+    assert any(f"serving **{UI_MODEL}** v{served_app.champion}" in c.value for c in at.caption)
+    at.file_uploader(key="uploads").set_value(("two.png", image, "image/png")).run()
+    before = counter(requested)
+    at.run()
+    assert counter(requested) == before  # a rerun reuses the answer
+
+    real = endpoint.check_health
+    monkeypatch.setattr(  # a redeploy on the same URL: the server says it serves v99 now
+        endpoint,
+        "check_health",
+        lambda url, timeout=3: {**real(url, timeout), "model_version": "99"},
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert counter(requested) == before + 1  # asked the new model, not the cached answer
+    assert any(f"serving **{UI_MODEL}** v99" in c.value for c in at.caption)
+
+
+def test_flag_a_confident_answer_for_expert_review(served_app, digits_dir):
+    image = upscaled(digit(digits_dir, "6", 3), side=22)
+    sha = sha256_bytes(image)
+    at = app(REVIEWER)
+    at.slider(key="threshold").set_value(0.0)  # every answer is confident
+    at.file_uploader(key="uploads").set_value(("six.png", image, "image/png")).run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success if s.value.startswith("Confident:")]
+    assert not [w for w in at.warning if w.value.startswith("Uncertain")]
+    store = ReviewStore(served_app.catalog_url)
+    assert sha not in {e["sha256"] for e in store.queue()}
+
+    at.button(key=f"flag_{sha}").click().run()
+    assert not at.exception, at.exception
+    (entry,) = [e for e in store.queue() if e["sha256"] == sha]
+    assert entry["flagged"] and not entry["uncertain"]
+    assert entry["requested_by"] == REVIEWER[0] and entry["threshold"] == 0.0
+    assert entry["model_version"] == str(served_app.champion)
+    assert any(c.value == f"Flagged for expert review as #{entry['id']}." for c in at.caption)
+    assert not [b for b in at.button if b.key == f"flag_{sha}"]
+    store.close()
 
 
 def test_reviews_record_who_and_feed_the_next_ingestion(served_app, digits_dir):
@@ -225,6 +295,7 @@ def test_models_page_shows_the_gate_and_admins_act_with_an_audit_trail(served_ap
     )
     at = page(app(ADMIN), "models")
     assert at.subheader[0].value == f"Champion: {UI_MODEL} v{served_app.champion}"
+    assert any(c.value.startswith("MLflow UI: [http://127.0.0.1:5001]") for c in at.caption)
     accuracy = version.run_metadata["test_accuracy"]
     assert at.metric[0].value == f"{accuracy:.4f}"
     assert at.markdown[0].value == "\n".join(f"- {r}" for r in decision.reasons)
@@ -265,6 +336,114 @@ def test_runs_page_lists_recent_runs(served_app):
     assert set(table["status"]) <= {s.value for s in ExecutionStatus}
     assert table["duration_s"].dropna().gt(0).all()
     assert any("make dashboard" in i.value for i in at.info)  # no server: says how to get links
+    # The embedded stack's store has no UI until `make mlflow-ui` serves it on 5001.
+    assert any("[http://127.0.0.1:5001](http://127.0.0.1:5001)" in m.value for m in at.markdown)
+    assert any("`make mlflow-ui`" in c.value for c in at.caption)
+    assert not [c.value for c in at.caption if "/tmp/" in c.value or ":5000" in c.value]
+
+
+def test_mlflow_ui_is_the_tracking_server_or_make_mlflow_ui():
+    from ui.data.registry import MlflowUI, mlflow_ui
+
+    local = "sqlite:////somewhere/mlflow.db"
+    assert mlflow_ui(None, local) == MlflowUI("http://127.0.0.1:5001", "make mlflow-ui")
+    assert mlflow_ui(None, "http://127.0.0.1:5000/") == MlflowUI("http://127.0.0.1:5000", None)
+    assert mlflow_ui("http://127.0.0.1:5002/", local).url == "http://127.0.0.1:5002"
+    assert mlflow_ui("https://mlflow.example", "http://mlflow:5000").url == "https://mlflow.example"
+
+
+def test_a_demoted_removed_or_reset_user_loses_rights_at_once(served_app, monkeypatch, tmp_path):
+    from ui.config import load_config
+    from ui.data.admin import run_action
+    from ui.users import User, add_user, load_users, save_users
+
+    users = tmp_path / "users.yaml"
+    add_user(users, "otto", "admin", "otto-password-1")
+    monkeypatch.setenv("CLEARSIGHT_UI_USERS", str(users))
+    monkeypatch.setenv("CLEARSIGHT_CATALOG_URL", sqlite_url(tmp_path / "catalog.db"))
+    config = load_config()
+    at = page(app(("otto", "otto-password-1")), "models")
+    assert at.button(key="deploy")
+
+    entries = load_users(users)
+    entries["otto"]["role"] = "reviewer"  # demoted, same password
+    save_users(users, entries)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Signed in as **otto** (reviewer)" in c.value for c in at.sidebar.caption)
+    assert any("for admins" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key in ("deploy", "rollback", "promote")]
+    # An admin action checks the file too: a stale session's "admin" is refused, and audited.
+    with pytest.raises(PermissionError, match="otto is a reviewer"):
+        run_action(config, User("otto", "admin"), "deploy")
+    store = ReviewStore(config.catalog_url)
+    entry = store.audit_log()[0]
+    assert (entry["actor"], entry["role"], entry["action"], entry["outcome"]) == (
+        "otto",
+        "reviewer",
+        "deploy",
+        "refused",
+    )
+
+    save_users(users, {})  # removed
+    at.run()
+    assert [t.value for t in at.title] == ["Clearsight"]
+    assert any("otto is no longer a user" in w.value for w in at.warning)
+    with pytest.raises(PermissionError, match="no longer a user"):
+        run_action(config, User("otto", "admin"), "rollback")
+    assert store.audit_log()[0]["outcome"] == "refused"
+    store.close()
+
+    add_user(users, "otto", "admin", "otto-password-1")
+    sign_in(at, "otto", "otto-password-1")
+    assert [t.value for t in at.title] == ["Predict"]
+    add_user(users, "otto", "admin", "otto-password-2")  # a password reset ends other sessions
+    at.run()
+    assert any("password of otto was changed" in w.value for w in at.warning)
+
+
+def test_review_queue_pages_and_audits_the_reviewers_role(served_app, monkeypatch, tmp_path):
+    from ui.data.reviews import content_store
+
+    catalog = sqlite_url(tmp_path / "catalog.db")
+    monkeypatch.setenv("CLEARSIGHT_CATALOG_URL", catalog)
+    store = ReviewStore(catalog)
+    answer = {"label": "3", "confidence": 0.55, "probabilities": {"3": 0.55, "5": 0.3, "8": 0.15}}
+    model = {"model_name": UI_MODEL, "model_version": str(served_app.champion)}
+    ids = [
+        store.keep_prediction(
+            image_bytes(seed),
+            answer,
+            store=content_store(),
+            requested_by=REVIEWER[0],
+            threshold=0.7,
+            model=model,
+        )
+        for seed in range(12)
+    ]
+
+    def saves(at: AppTest) -> list[str]:
+        return [b.key for b in at.button if b.key and b.key.startswith("save_")]
+
+    at = page(app(ADMIN), "review")
+    assert [m.value for m in at.metric] == ["12", "0", "0"]
+    assert saves(at) == [f"save_{i}" for i in ids[:10]]
+    assert any("Page 1 of 2: entries 1-10 of 12" in c.value for c in at.caption)
+    at.button(key="queue_next").click().run()
+    assert saves(at) == [f"save_{i}" for i in ids[10:]]
+    at.button(key=f"save_{ids[11]}").click().run()
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric] == ["11", "1", "1"]
+    assert saves(at) == [f"save_{ids[10]}"]  # still on page 2
+    entry = store.audit_log()[0]
+    assert (entry["actor"], entry["role"], entry["action"]) == (
+        ADMIN[0],
+        "admin",
+        "review:confirmed",
+    )
+    at.button(key="queue_previous").click().run()
+    assert saves(at) == [f"save_{i}" for i in ids[:10]]
+    store.close()
 
 
 def test_metrics_port_exports_the_apps_metrics(served_app, digits_dir):

@@ -3,6 +3,11 @@
 ``streamlit run ui/main.py`` is started on a free loopback port against the
 served model; Debian's chromium and chromedriver drive it (``make chromium``
 installs them). Screenshots of every page go to ``docs/screenshots/``.
+
+The app gets a catalog of its own, as it looks in use: the reference images
+the other tests ingested, and a review queue of the served model's least
+confident answers on the test digits, at the deploy config's threshold, some
+already reviewed. Nothing the AppTests left behind (threshold 100%) shows.
 """
 
 from __future__ import annotations
@@ -10,15 +15,17 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import ROOT
-from tests.ui.conftest import ADMIN, free_port
+from tests.conftest import ROOT, TEST_STATE
+from tests.ui.conftest import ADMIN, REVIEWER, free_port
 
 pytestmark = pytest.mark.integration
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -26,11 +33,60 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
+QUEUED = 6  # the least confident test digits kept for review
+REVIEWED = 2  # of them, already reviewed
+
+
+def app_catalog(served_app, digits_dir, folder: Path) -> str:
+    """A copy of the tests' catalog, with a review queue as real use would leave it."""
+    from clearsight.catalog import sqlite_url
+    from clearsight.review import ReviewStore
+    from ui.config import load_config
+    from ui.data.endpoint import predict
+    from ui.data.reviews import content_store
+
+    target = folder / "catalog.db"
+    shutil.copyfile(served_app.root / "catalog.db", target)
+    with sqlite3.connect(target) as db:  # keep the images, drop the AppTests' queue
+        for table in ("reviews", "review_predictions", "audit_log"):
+            db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+    threshold = load_config().uncertain_threshold
+    paths = sorted((digits_dir / "test").glob("*/*.png"))
+    images = [p.read_bytes() for p in paths]
+    result = predict(served_app.prediction_url, images)
+    least = sorted(range(len(paths)), key=lambda i: result.answers[i]["confidence"])[:QUEUED]
+    store = ReviewStore(sqlite_url(target))
+    for n, i in enumerate(least):
+        answer = result.answers[i]
+        asked_by = REVIEWER[0] if n % 3 else ADMIN[0]
+        queued = store.keep_prediction(
+            images[i],
+            answer,
+            store=content_store(),
+            requested_by=asked_by,
+            threshold=threshold,
+            flagged=answer["confidence"] >= threshold,  # confident, but someone asked
+            filename=paths[i].name,
+            model=result.model,
+        )
+        if n < REVIEWED:  # the expert knows the true label: the digit's folder
+            store.review(queued, reviewer=REVIEWER[0], label=paths[i].parent.name)
+    store.close()
+    return sqlite_url(target)
+
+
 @pytest.fixture(scope="module")
-def streamlit_url(served_app, tmp_path_factory):
+def streamlit_url(served_app, digits_dir, tmp_path_factory):
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, **served_app.env, "CLEARSIGHT_UI_METRICS_PORT": str(free_port())}
+    folder = tmp_path_factory.mktemp("streamlit")
+    log = folder / "streamlit.log"
+    env = {
+        **os.environ,
+        **served_app.env,
+        "CLEARSIGHT_UI_METRICS_PORT": str(free_port()),
+        "CLEARSIGHT_CATALOG_URL": app_catalog(served_app, digits_dir, folder),
+    }
+    env.pop("CLEARSIGHT_MLFLOW_UI_URL", None)  # the default link, as a user sees it
     with log.open("w") as output:
         process = subprocess.Popen(
             [
@@ -147,9 +203,12 @@ def test_sign_in_upload_and_see_the_top_k_answer(streamlit_url, browser, digits_
     driver.get(streamlit_url)
     wait_for_text(driver, "Sign in to continue")
     shot(driver, "login")
-    name, password = driver.find_elements(
-        By.CSS_SELECTOR, "input[type='text'], input[type='password']"
-    )
+    inputs = "input[type='text'], input[type='password']"
+    deadline = time.monotonic() + 30
+    while len(driver.find_elements(By.CSS_SELECTOR, inputs)) < 2:  # the form draws after the text
+        assert time.monotonic() < deadline, driver.page_source[-3000:]
+        time.sleep(0.3)
+    name, password = driver.find_elements(By.CSS_SELECTOR, inputs)
     name.send_keys(ADMIN[0])
     password.send_keys(ADMIN[1])
     driver.find_element(By.XPATH, "//button[.//p[text()='Sign in']]").click()
@@ -166,8 +225,13 @@ def test_sign_in_upload_and_see_the_top_k_answer(streamlit_url, browser, digits_
         timeout=30,
     ).json()["jsonData"]["predictions"][0]
     wait_for_text(driver, f"{expected['label']} · {expected['confidence']:.2%}")
-    charts = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart']")
-    assert len(charts) == 2 and all(c.size["height"] > 50 for c in charts)
+    charts = "[data-testid='stVegaLiteChart']"
+    deadline = time.monotonic() + 60  # the chart library loads after the text is drawn
+    while len(driver.find_elements(By.CSS_SELECTOR, charts)) < 2:
+        assert time.monotonic() < deadline, "the two top-k charts were never drawn"
+        time.sleep(0.3)
+    drawn = driver.find_elements(By.CSS_SELECTOR, charts)
+    assert len(drawn) == 2 and all(c.size["height"] > 50 for c in drawn)
     flag = driver.find_elements(By.XPATH, "//button[.//p[text()='Flag for expert review']]")
     if flag:  # a confident answer: send one for review anyway, so the queue has an entry
         flag[0].click()
@@ -183,4 +247,13 @@ def test_sign_in_upload_and_see_the_top_k_answer(streamlit_url, browser, digits_
         open_page(driver, title)
         wait_for_text(driver, marker)
         settle(driver)
+        body = driver.find_element(By.TAG_NAME, "body").text
+        # What a user sees: no test folders, no link to the production MLflow's port.
+        assert str(TEST_STATE) not in body and "127.0.0.1:5000" not in body, body[-2000:]
         shot(driver, name)
+    open_page(driver, "Review queue")
+    body = driver.find_element(By.TAG_NAME, "body").text
+    from ui.config import load_config
+
+    assert f"(threshold {load_config().uncertain_threshold:.0%})" in body, body[-2000:]
+    assert "threshold 100%" not in body

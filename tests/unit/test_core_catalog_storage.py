@@ -4,10 +4,11 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from clearsight import catalog as catalog_module
-from clearsight.catalog import Catalog, sqlite_url
+from clearsight.catalog import Catalog, resolve_catalog_url, sqlite_url
 from clearsight.dataset import build_manifest
 from clearsight.errors import CatalogError
 from clearsight.storage import ContentStore, LocalFileSystem
+from tests.conftest import ROOT
 from tests.unit.conftest import image_bytes
 
 
@@ -62,6 +63,29 @@ def test_ingestion_writes_one_row_per_image_and_one_per_ingestion(tmp_path, fold
 def test_catalog_urls_that_depend_on_the_working_folder_are_refused(url):
     with pytest.raises(CatalogError, match="absolute"):
         Catalog(url)
+
+
+def test_catalog_url_is_configured_else_environment_else_the_project_state(tmp_path, monkeypatch):
+    configured = sqlite_url(tmp_path / "configured.db")
+    from_env = sqlite_url(tmp_path / "env.db")
+    env = {"CLEARSIGHT_CATALOG_URL": from_env}
+    assert resolve_catalog_url(configured, env) == configured
+    assert resolve_catalog_url(None, env) == from_env
+    assert resolve_catalog_url("", env) == from_env
+
+    monkeypatch.delenv("CLEARSIGHT_CATALOG_URL", raising=False)
+    monkeypatch.chdir(tmp_path)  # the default never depends on the current folder
+    expected = f"sqlite:///{ROOT.resolve() / '.state' / 'catalog.db'}"
+    assert resolve_catalog_url() == expected
+    assert resolve_catalog_url(None, {}) == expected
+    with pytest.raises(CatalogError, match="absolute"):
+        resolve_catalog_url(None, {"CLEARSIGHT_CATALOG_URL": "sqlite:///relative.db"})
+
+
+def test_no_default_catalog_outside_the_repository(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_module, "STATE_DIR", tmp_path / "site-packages" / ".state")
+    with pytest.raises(CatalogError, match="CLEARSIGHT_CATALOG_URL"):
+        resolve_catalog_url(None, {})
 
 
 def test_a_failed_write_leaves_the_catalog_unchanged(tmp_path, folder, monkeypatch):

@@ -42,7 +42,28 @@ def test_first_model_is_judged_on_floors_alone():
     decision = judge(score(1, 0.95))
     assert decision.promote
     assert any("no champion yet" in r for r in decision.reasons)
+    # Bad drift, calibration and test suite do not block a first model: they are
+    # listed as informational, so the user still sees them.
+    noisy = judge(score(1, 0.95), drift=0.9, ece=0.4, tests=False)
+    assert noisy.promote, noisy.reasons
+    assert len(noisy.informational) == 3
+    for reason in ("data drift", "calibration error 0.4000 above", "Evidently test suite failed"):
+        assert any(reason in r and "not blocking" in r for r in noisy.informational), reason
+        assert any(reason in r for r in noisy.reasons)
+    # The floors do block it: accuracy, macro-F1 and the critical-class recall.
     assert not judge(score(1, 0.85)).promote
+    assert not judge(score(1, 0.95, f1=0.85)).promote
+    low_recall = judge(score(1, 0.95, melanoma=0.5), drift=0.9)
+    assert not low_recall.promote
+    assert any("recall of critical class 'melanoma'" in r for r in low_recall.reasons)
+    assert any("not blocking" in r and "data drift" in r for r in low_recall.reasons)
+
+
+def test_a_challenger_is_blocked_by_what_only_informs_about_a_first_model():
+    decision = judge(score(2, 0.95), champion=score(1, 0.95), drift=0.9, ece=0.4, tests=False)
+    assert not decision.promote
+    assert decision.informational == []
+    assert all("not blocking" not in r for r in decision.reasons)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clearsight.dataset import assign_split, build_manifest, validate_ratios
+from clearsight.dataset import assign_split, build_manifest, merge_reviewed, validate_ratios
 from clearsight.errors import DataFolderError
 from clearsight.layout import Layout, detect_layout, discover
 from tests.unit.conftest import image_bytes
@@ -147,6 +147,69 @@ def test_growing_an_unsplit_folder_never_moves_an_image(tmp_path):
     new = {r.sha256: r.split for r in after.records}
     assert len(new) == 80
     assert all(new[sha] == split for sha, split in old.items())
+
+
+def _seeds_in(split: str, count: int, start: int = 0) -> list[int]:
+    """Seeds of ``image_bytes`` whose content hash puts the image in ``split``."""
+    seeds = []
+    seed = start
+    while len(seeds) < count:
+        digest = hashlib.sha256(image_bytes(seed)).hexdigest()
+        if assign_split(digest, (0.7, 0.15, 0.15)) == split:
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+def test_a_class_missing_from_a_split_is_reported_and_its_split_kept(tmp_path):
+    root = tmp_path / "unsplit"
+    for i in range(60):
+        write(root / "big" / f"{i}.png", image_bytes(i))
+    for seed in _seeds_in("train", 2, start=1000):  # a small class, all in train by hash
+        write(root / "rare" / f"{seed}.png", image_bytes(seed))
+    manifest, report = build_manifest(root)
+
+    # The hash-derived assignment is untouched: only reported.
+    assert all(r.split == assign_split(r.sha256, (0.7, 0.15, 0.15)) for r in manifest.records)
+    assert manifest.counts()["train"]["rare"] == 2
+    assert report.warnings == [
+        "class 'rare' has no images in the val split (the hash-derived split put all its "
+        "2 image(s) elsewhere; add images to this class)",
+        "class 'rare' has no images in the test split (the hash-derived split put all its "
+        "2 image(s) elsewhere; add images to this class)",
+    ]
+    assert "Warning: class 'rare' has no images in the val split" in report.summary()
+    assert report.model_dump(mode="json")["warnings"] == report.warnings  # kept in the catalog
+
+    # Merging (no) reviewed images recomputes the warnings with the counts.
+    _, merged_report = merge_reviewed(manifest, report, [])
+    assert merged_report.warnings == report.warnings
+
+
+def test_split_warnings_for_pre_split_folders_and_empty_splits(tmp_path):
+    seeds = iter(range(100))
+    for split, labels in (("train", "ab"), ("val", "ab"), ("test", "a")):
+        for label in labels:
+            write(tmp_path / "pre" / split / label / "1.png", image_bytes(next(seeds)))
+    _, report = build_manifest(tmp_path / "pre")
+    assert report.warnings == [
+        "class 'b' has no images in the test split (the folder has no test/b images)"
+    ]
+
+    for tiny_seed in _seeds_in("train", 3, start=200):
+        write(tmp_path / "tiny" / "c" / f"{tiny_seed}.png", image_bytes(tiny_seed))
+    _, tiny = build_manifest(tmp_path / "tiny")
+    assert [w.split(";")[0] for w in tiny.warnings] == [
+        "the val split has no images (too few images for the split ratios)",
+        "the test split has no images (too few images for the split ratios)",
+    ]
+
+    balanced = tmp_path / "balanced"
+    for split in ("train", "val", "test"):
+        for label in "xy":
+            write(balanced / split / label / "1.png", image_bytes(next(seeds)))
+    _, fine = build_manifest(balanced)
+    assert fine.warnings == [] and "Warning" not in fine.summary()
 
 
 @pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.8, 0.3, 0.1), (1.2, -0.1, -0.1)])

@@ -4,7 +4,7 @@ import tensorflow as tf
 from PIL import Image
 
 from clearsight.metrics import classification_metrics, confusion_matrix_figure
-from clearsight.models import build_model
+from clearsight.models import PretrainedWeightsError, build_model
 from clearsight.preprocess import make_dataset, preprocess_batch, preprocess_image
 from tests.unit.conftest import encode, image_bytes
 
@@ -60,6 +60,51 @@ def test_model_refuses_one_class_and_missing_weights(tmp_path):
             image_size=32,
             architecture="mobilenet_v2",
             pretrained_weights=str(tmp_path / "none.h5"),
+        )
+
+
+def _backbone(model: tf.keras.Model) -> tf.keras.Model:
+    (base,) = [layer for layer in model.layers if isinstance(layer, tf.keras.Model)]
+    return base
+
+
+def test_pretrained_backbone_weights_are_really_loaded(tmp_path):
+    tf.keras.utils.set_random_seed(7)  # not build_model's seed: different initial weights
+    saved = tf.keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3)
+    )
+    path = tmp_path / "mobilenet_v2.weights.h5"
+    saved.save_weights(str(path))
+
+    model = build_model(3, image_size=32, architecture="mobilenet_v2", pretrained_weights=str(path))
+    base = _backbone(model)
+    for name in ("Conv1", "block_16_project", "Conv_1_bn"):
+        for loaded, expected in zip(
+            base.get_layer(name).get_weights(), saved.get_layer(name).get_weights(), strict=True
+        ):
+            # Without a load these would be build_model's own (seed 42) initial weights.
+            np.testing.assert_array_equal(loaded, expected)
+
+
+def test_weights_of_another_architecture_fail_clearly(tmp_path):
+    narrow = tf.keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.5
+    )
+    path = tmp_path / "narrow.weights.h5"
+    narrow.save_weights(str(path))
+    with pytest.raises(PretrainedWeightsError) as raised:
+        build_model(3, image_size=32, architecture="mobilenet_v2", pretrained_weights=str(path))
+    message = str(raised.value)
+    assert str(path) in message and "mobilenet_v2" in message
+    assert "include_top=False" in message and "32x32x3" in message  # what was expected
+    assert "shape" in message  # Keras' reason
+    assert "value=[[" not in message  # without the tensor dump
+
+    not_keras = tmp_path / "junk.weights.h5"
+    not_keras.write_bytes(b"this is not an HDF5 file")
+    with pytest.raises(PretrainedWeightsError, match="junk.weights.h5"):
+        build_model(
+            3, image_size=32, architecture="mobilenet_v2", pretrained_weights=str(not_keras)
         )
 
 

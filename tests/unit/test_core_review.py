@@ -101,12 +101,37 @@ def test_review_confirms_or_corrects_records_who_and_refuses_twice(stores):
         ("cat", "rita", CONFIRMED),
         ("dog", "rita", CORRECTED),
     ]
-    actions = [(a["actor"], a["action"]) for a in reviews.audit_log()]
+    actions = [(a["actor"], a["role"], a["action"]) for a in reviews.audit_log()]
     assert actions == [
-        ("sam", "review:rejected"),
-        ("rita", "review:corrected"),
-        ("rita", "review:confirmed"),
+        ("sam", "reviewer", "review:rejected"),
+        ("rita", "reviewer", "review:corrected"),
+        ("rita", "reviewer", "review:confirmed"),
     ]
+    assert reviews.review_count() == 3
+    assert (reviews.review_count("rita"), reviews.review_count("nobody")) == (2, 0)
+
+
+def test_an_admins_review_is_audited_with_the_admin_role(stores):
+    _, reviews, content = stores
+    queued = reviews.keep_prediction(
+        image_bytes(7), answer("dog", 0.6), store=content, requested_by="u", threshold=0.7
+    )
+    reviews.review(queued, reviewer="ada", label="dog", role="admin")
+    (entry,) = reviews.audit_log()
+    assert (entry["actor"], entry["role"], entry["action"]) == ("ada", "admin", "review:confirmed")
+
+
+def test_queue_pages_oldest_first(stores):
+    _, reviews, content = stores
+    ids = [
+        reviews.keep_prediction(
+            image_bytes(seed), answer("cat", 0.6), store=content, requested_by="u", threshold=0.7
+        )
+        for seed in range(50, 55)
+    ]
+    pages = [[e["id"] for e in reviews.queue(limit=2, offset=start)] for start in (0, 2, 4, 6)]
+    assert pages == [ids[:2], ids[2:4], ids[4:], []]
+    assert reviews.pending_count() == 5
 
 
 def test_latest_review_of_an_image_wins(stores):

@@ -40,6 +40,7 @@ class InMemoryCustomObjects:
     def __init__(self) -> None:
         self.objects: dict[str, dict] = {}
         self.namespaces: list[str] = []
+        self.deleted: list[str] = []
 
     def get_namespaced_custom_object(self, group, version, namespace, plural, name):
         if name not in self.objects:
@@ -51,6 +52,21 @@ class InMemoryCustomObjects:
         self.namespaces.append(namespace)
         self.objects[body["metadata"]["name"]] = json.loads(json.dumps(body))
         return body
+
+    def list_namespaced_custom_object(
+        self, group, version, namespace, plural, field_selector=None, label_selector=None, **_
+    ):
+        wanted = dict(pair.split("=", 1) for pair in (label_selector or "").split(",") if pair)
+        items = [
+            json.loads(json.dumps(body))
+            for body in self.objects.values()
+            if all(body["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
+        return {"items": items}
+
+    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, **_):
+        self.deleted.append(name)
+        return self.objects.pop(name)
 
 
 @pytest.fixture()
@@ -233,11 +249,25 @@ class FakeService:
 
 
 class FakeDeployer:
-    """Records the order of deploys and deletes."""
+    """Records the order of deploys and deletes.
 
-    def __init__(self, services: list[FakeService], new_running: bool = True) -> None:
+    ``fail_after_create`` behaves as ZenML 0.98's ``deploy_model`` does when
+    the service's start raises (e.g. the Kubernetes API refuses a later call):
+    the SeldonDeployment has been created on the cluster, then ZenML deletes
+    only its own service record and raises ``RuntimeError``.
+    """
+
+    def __init__(
+        self,
+        services: list[FakeService],
+        new_running: bool = True,
+        fail_after_create: bool = False,
+        seldon_client: SeldonClient | None = None,
+    ) -> None:
         self.services = services
         self.new_running = new_running
+        self.fail_after_create = fail_after_create
+        self.seldon_client = seldon_client
         self.calls: list[tuple] = []
 
     def find_model_server(self, service_type):
@@ -249,9 +279,19 @@ class FakeDeployer:
 
     def deploy_model(self, config, service_type, timeout):
         self.calls.append(("deploy", config))
+        if self.fail_after_create:
+            service = SeldonDeploymentService(uuid=uuid4(), config=config)
+            service.provision()  # ZenML's own code creates the SeldonDeployment
+            raise RuntimeError(
+                f"Failed to deploy model server for {config.model_name}: the Kubernetes API "
+                "answered 500"
+            )
         new = FakeService(k8s.served_registered_version(config), running=self.new_running)
         self.services.append(new)
         return new
+
+    def get_model_server_logs(self, uuid, follow=False, tail=None):
+        return iter(["ImportError: no module named clearsight"])
 
 
 @pytest.fixture()
@@ -320,9 +360,34 @@ def test_a_deployment_that_never_becomes_available_leaves_the_old_one_serving(
 ):
     old = FakeService("6")
     deployer = FakeDeployer([old], new_running=False)
-    with pytest.raises(RuntimeError, match="previous one keeps serving"):
+    with pytest.raises(RuntimeError, match="previous one keeps serving") as raised:
         deploy(champion_v7, deployer, tmp_path)
-    assert [kind for kind, _ in deployer.calls] == ["deploy"]
+    assert "no module named clearsight" in str(raised.value)  # the failed pods' last logs
+    # the failed deployment is deleted; the old one is left alone
+    new = deployer.services[-1]
+    assert deployer.calls[0][0] == "deploy"
+    assert deployer.calls[1:] == [("delete", new.uuid)]
+
+
+def test_a_deployment_that_zenml_fails_to_start_is_deleted_from_the_cluster(
+    api, champion_v7, tmp_path
+):
+    """ZenML's deploy_model raises after creating the SeldonDeployment: we delete it."""
+    seldon = SeldonDeploymentService(uuid=uuid4(), config=config())._get_client()
+    # the currently served version (v6), running on the cluster
+    serving_v6 = SeldonDeploymentService(uuid=uuid4(), config=config(registered_version="6"))
+    serving_v6.provision()
+    old = FakeService("6")
+    deployer = FakeDeployer([old], fail_after_create=True, seldon_client=seldon)
+
+    with pytest.raises(RuntimeError, match="removed the failed SeldonDeployment") as raised:
+        deploy(champion_v7, deployer, tmp_path)
+
+    (failed,) = api.deleted
+    assert failed.startswith("zenml-") and failed in str(raised.value)
+    assert "the Kubernetes API answered 500" in str(raised.value)
+    assert list(api.objects) == [serving_v6.seldon_deployment_name]  # v6 keeps serving
+    assert [kind for kind, _ in deployer.calls] == ["deploy"]  # the old service untouched
 
 
 def test_re_registering_the_seldon_deployer_updates_it_in_place():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ui.config import UIConfig
 from ui.data.reviews import review_store
-from ui.users import User
+from ui.users import User, UsersError, lookup_user
 
 ACTIONS = {"deploy", "rollback", "promote"}
 
@@ -35,13 +35,33 @@ def run_action(
 ) -> ActionResult:
     """Run ``python run.py <action> ... --actor <user>`` and audit it.
 
+    The user's role is read again from the users file first: the session's
+    copy may be older than a removal or a demotion. A refused attempt is
+    audited too.
+
     Raises:
-        PermissionError: When the user is not an admin.
+        PermissionError: When the user is not (or no longer) an admin.
     """
-    if not user.is_admin:
-        raise PermissionError(f"{user.name} is a {user.role}: only admins may {action}.")
     if action not in ACTIONS:
         raise ValueError(f"Unknown action {action!r}")
+    try:
+        found = lookup_user(config.users_file, user.name)
+        why = "" if found else f"{user.name} is no longer a user"
+    except UsersError as error:
+        found, why = None, f"the users file cannot be read ({error})"
+    role = found[0].role if found else "none"
+    if found is None or not found[0].is_admin:
+        why = why or f"{user.name} is a {role}"
+        review_store(config.catalog_url).record_action(
+            actor=user.name,
+            role=role,
+            action=action,
+            target=target or " ".join(args),
+            outcome="refused",
+            details={"reason": why},
+        )
+        raise PermissionError(f"{why}: only admins may {action}.")
+    user = found[0]
     command = [
         config.python,
         str(config.root / "run.py"),

@@ -14,6 +14,7 @@ from ui.config import START_ENDPOINT
 logger = logging.getLogger(__name__)
 
 BATCH = 16  # images per request; the server accepts up to max_batch (64)
+MODEL_TAGS = ("model_name", "model_version", "registered_version", "mlflow_run_id")
 
 
 class EndpointDownError(Exception):
@@ -65,19 +66,38 @@ def find_prediction_url(model_name: str, override: str | None = None) -> str:
     return str(running[0].prediction_url)
 
 
-def check_health(url: str, timeout: float = 3) -> None:
-    """Ping the server behind a prediction URL (``/health/ping``).
+def check_health(url: str, timeout: float = 3) -> dict[str, str]:
+    """Check the server behind a prediction URL, and say which model it serves now.
+
+    One request: Seldon's ``/health/status``, which our model answers with
+    ``ready`` and the served model's tags (``model_name``, ``model_version``,
+    ``registered_version``, ``mlflow_run_id``). A server that does not answer
+    it is pinged at ``/health/ping`` instead, and the model stays unknown.
+
+    Returns:
+        The served model's tags; empty when the server does not say.
 
     Raises:
-        EndpointDownError: When it does not answer 200.
+        EndpointDownError: When the server does not answer, or is not ready.
     """
     base = url.split("/api/", 1)[0]
     try:
-        response = requests.get(f"{base}/health/ping", timeout=timeout)
+        response = requests.get(f"{base}/health/status", timeout=timeout)
+        if response.status_code != 200:
+            response = requests.get(f"{base}/health/ping", timeout=timeout)
     except requests.RequestException as error:
         raise EndpointDownError(f"{base} does not answer ({error.__class__.__name__})") from None
     if response.status_code != 200:
         raise EndpointDownError(f"{base}/health/ping answered HTTP {response.status_code}")
+    try:
+        status = response.json()
+    except ValueError:
+        return {}  # the ping's "pong"
+    if not isinstance(status, dict):
+        return {}
+    if status.get("ready") is False:
+        raise EndpointDownError(f"{base} is still loading the model")
+    return {key: str(status[key]) for key in MODEL_TAGS if key in status}
 
 
 def predict(url: str, images: list[bytes], timeout: float = 60) -> Prediction:

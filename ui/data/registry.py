@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from clearsight.names import ArtifactName, PipelineName
+from ui.config import DEFAULT_MLFLOW_UI_URL, START_MLFLOW_UI
 from ui.data.zenml import client
 
 logger = logging.getLogger(__name__)
@@ -149,17 +150,51 @@ def report_html(artifact_version_id: str) -> str:
     return str(client().get_artifact_version(artifact_version_id).load())
 
 
+@dataclass(frozen=True)
+class MlflowUI:
+    """Where the MLflow UI of the active stack is, and how to start it if it is ours to start."""
+
+    url: str
+    start: str | None  # None: the stack's tracking server is the UI
+
+
+def _tracking_uri() -> str:
+    try:
+        return str(client().active_stack.experiment_tracker.get_tracking_uri())
+    except Exception as error:  # noqa: BLE001 - no tracker or no store: no server to link to
+        logger.warning("No MLflow tracking URI: %s", error)
+        return ""
+
+
+def mlflow_ui(override: str | None = None, tracking_uri: str | None = None) -> MlflowUI:
+    """The MLflow UI to link to.
+
+    A stack whose tracking URI is an ``http(s)`` server (the production stack)
+    links to that server. A local store (the embedded stack's SQLite file) has
+    no UI until ``make mlflow-ui`` serves it, on ``DEFAULT_MLFLOW_UI_URL``.
+    ``CLEARSIGHT_MLFLOW_UI_URL`` (``override``) wins over both.
+    """
+    uri = _tracking_uri() if tracking_uri is None else tracking_uri
+    remote = uri.startswith(("http://", "https://"))
+    start = None if remote else START_MLFLOW_UI
+    if override:
+        return MlflowUI(override.rstrip("/"), start)
+    return MlflowUI(uri.rstrip("/") if remote else DEFAULT_MLFLOW_UI_URL, start)
+
+
 def mlflow_links(
     versions: list[ModelVersionInfo], mlflow_ui_url: str
 ) -> dict[int, dict[str, str]]:
     """Links into the MLflow UI per version: the training run and the registered version."""
     links: dict[int, dict[str, str]] = {}
     experiments: dict[str, str] = {}
+    tracking_uri = _tracking_uri()
+    if not tracking_uri:
+        return links
     try:
-        tracker = client().active_stack.experiment_tracker
         import mlflow
 
-        mlflow_client = mlflow.MlflowClient(tracking_uri=tracker.get_tracking_uri())
+        mlflow_client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     except Exception as error:  # noqa: BLE001 - links are a convenience; never break the page
         logger.warning("No MLflow links: %s", error)
         return links
@@ -213,14 +248,3 @@ def recent_runs(limit: int = 25) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def mlflow_ui_command() -> str:
-    """How to open the MLflow UI on the active stack's tracking store."""
-    try:
-        uri = client().active_stack.experiment_tracker.get_tracking_uri()
-    except Exception:  # noqa: BLE001
-        return "make mlflow-ui"
-    if uri.startswith(("http://", "https://")):
-        return uri
-    return f"make mlflow-ui   (mlflow ui --backend-store-uri {uri} --port 5000)"

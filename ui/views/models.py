@@ -27,12 +27,18 @@ def _report(artifact_version_id: str) -> str:
     return registry.report_html(artifact_version_id)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _mlflow_ui(override: str | None) -> registry.MlflowUI:
+    return registry.mlflow_ui(override)
+
+
 st.title("Models")
 versions = _versions(config.model_name)
 if not versions:
     st.info(f"No version of {config.model_name} yet. Train one with:  `python run.py`")
     st.stop()
-links = registry.mlflow_links(versions, config.mlflow_ui_url)
+mlflow_ui = _mlflow_ui(config.mlflow_ui_url)
+links = registry.mlflow_links(versions, mlflow_ui.url)
 champion = next((v for v in versions if v.stage == "production"), None)
 
 if champion is None:
@@ -81,7 +87,10 @@ st.dataframe(
     key="versions_table",
 )
 st.altair_chart(metrics_chart(rows), width="stretch")
-st.caption(f"MLflow UI: {config.mlflow_ui_url}  (start it with `{registry.mlflow_ui_command()}`)")
+st.caption(
+    f"MLflow UI: [{mlflow_ui.url}]({mlflow_ui.url})"
+    + (f" (start it with `{mlflow_ui.start}`)" if mlflow_ui.start else " (the stack's server)")
+)
 
 st.subheader("The gate's decision")
 chosen = st.selectbox(
@@ -139,15 +148,20 @@ if third.button("Roll back to the previous champion", disabled=not confirm, key=
 
 if requested is not None:
     action, args, target_name = requested
-    with st.spinner(f"{action} {target_name} ... (this runs a pipeline)"):
-        result = run_action(config, user, action, *args, target=target_name)
-        if action == "promote" and result.ok:
-            _versions.clear()
-            refreshed = {v.number: v for v in _versions(config.model_name)}
-            if refreshed.get(int(args[1])) and refreshed[int(args[1])].stage == "production":
-                result = run_action(config, user, "deploy", target=target_name)
-            else:
-                st.warning(f"The gate rejected {target_name}: production unchanged.")
+    try:
+        with st.spinner(f"{action} {target_name} ... (this runs a pipeline)"):
+            result = run_action(config, user, action, *args, target=target_name)
+            if action == "promote" and result.ok:
+                _versions.clear()
+                refreshed = {v.number: v for v in _versions(config.model_name)}
+                if refreshed.get(int(args[1])) and refreshed[int(args[1])].stage == "production":
+                    result = run_action(config, user, "deploy", target=target_name)
+                else:
+                    st.warning(f"The gate rejected {target_name}: production unchanged.")
+    except PermissionError as error:  # demoted or removed since this page was drawn
+        metrics.ADMIN_ACTIONS.labels(action=action, outcome="refused").inc()
+        st.error(str(error))
+        st.stop()
     metrics.ADMIN_ACTIONS.labels(action=action, outcome="ok" if result.ok else "failed").inc()
     _versions.clear()
     st.session_state["last_action"] = {

@@ -43,12 +43,16 @@ threshold = right.slider(
 
 try:
     url = find_prediction_url(config.model_name, config.endpoint_url)
-    check_health(url)
+    served = check_health(url)  # also which model version answers now
 except EndpointDownError as error:
-    metrics.PREDICTION_ERRORS.labels(reason="endpoint_down").inc()
+    # Not a failed prediction (none was asked for): prediction_errors counts those only.
     endpoint_down(error.reason)
     st.stop()
-st.caption(f"Endpoint: `{url}` serving **{config.model_name}**")
+served_version = served.get("model_version", "")
+st.caption(
+    f"Endpoint: `{url}` serving **{served.get('model_name', config.model_name)}**"
+    + (f" v{served_version}" if served_version else "")
+)
 
 files = st.file_uploader(
     "JPEG or PNG images", type=["jpg", "jpeg", "png"], accept_multiple_files=True, key="uploads"
@@ -57,9 +61,10 @@ if not files:
     st.info("Upload one or more images to classify them.")
     st.stop()
 
-# Each image is sent once per endpoint: slider moves and reruns reuse the answer.
+# Each image is sent once per endpoint and served model version: slider moves and
+# reruns reuse the answer; a redeploy on the same URL asks the new model.
 received = time.perf_counter()
-shown: list[tuple[str, str]] = []  # (answer key, file name) of the usable uploads
+shown: dict[str, str] = {}  # answer key -> file name, of the usable uploads
 todo: dict[str, tuple[str, bytes]] = {}
 for upload in files:
     name, data = upload.name, upload.getvalue()
@@ -71,8 +76,11 @@ for upload in files:
     except InvalidImageError as error:
         st.warning(f"{name}: not usable ({error}).")
         continue
-    key = f"{url}|{info.sha256}"
-    shown.append((key, name))
+    key = f"{url}|{served_version}|{info.sha256}"
+    if key in shown:
+        st.caption(f"{name} is the same image as {shown[key]}: shown once.")
+        continue
+    shown[key] = name
     if key not in answers:
         todo[key] = (name, data)
 if todo:
@@ -94,7 +102,7 @@ if todo:
         answers[key] = {"answer": answer, "model": result.model, "data": data}
 
 store = review_store(config.catalog_url)
-for key, name in shown:
+for key, name in shown.items():
     entry = answers[key]
     sha = key.rsplit("|", 1)[1]
     answer, model = entry["answer"], entry["model"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -13,29 +15,40 @@ from ui.config import load_config
 from ui.data.reviews import read_image, review_store
 
 PAGE_SIZE = 10
+PAGE_KEY = "queue_page"  # 0-based
 
 config = load_config()
 user = require_user()
 store = review_store(config.catalog_url)
 
+
+def _turn(step: int) -> None:
+    st.session_state[PAGE_KEY] = st.session_state.get(PAGE_KEY, 0) + step
+
+
 st.title("Review queue")
-pending = store.queue()
+waiting = store.pending_count()
 reviewed = store.reviewed_images()
 left, middle, right = st.columns(3)
-left.metric("Waiting for review", len(pending))
+left.metric("Waiting for review", waiting)
 middle.metric("Labelled production set", len(reviewed))
-right.metric("Reviews by you", sum(1 for r in store.reviews() if r["reviewer"] == user.name))
+right.metric("Reviews by you", store.review_count(user.name))
 
+pages = max(1, math.ceil(waiting / PAGE_SIZE))
+page = min(max(0, st.session_state.get(PAGE_KEY, 0)), pages - 1)  # the queue may have shrunk
+st.session_state[PAGE_KEY] = page
+pending = store.queue(limit=PAGE_SIZE, offset=page * PAGE_SIZE)
 if not pending:
     st.success("Nothing to review: every uncertain or flagged prediction has a verdict.")
-for entry in pending[:PAGE_SIZE]:
+for entry in pending:
     eid = entry["id"]
     st.divider()
     picture, details, verdict = st.columns([1, 2, 2])
     try:
         picture.image(read_image(entry["uri"]), caption=entry["filename"] or None, width=140)
     except OSError as error:
-        picture.error(f"Image not readable at {entry['uri']}: {error}")
+        picture.error("The stored image is not readable.")
+        picture.caption(f"{error.__class__.__name__}: {error}")
     reasons = [
         name
         for name, on in (("uncertain", entry["uncertain"]), ("flagged", entry["flagged"]))
@@ -67,15 +80,22 @@ for entry in pending[:PAGE_SIZE]:
         action = {"label": None, "reject": True}
     if action is not None:
         try:
-            done = store.review(eid, reviewer=user.name, note=note, **action)
+            done = store.review(eid, reviewer=user.name, role=user.role, note=note, **action)
         except ReviewError as error:
             st.error(str(error))
         else:
             metrics.REVIEWS.labels(verdict=done["verdict"]).inc()
             st.toast(f"#{eid}: {done['verdict']} by {user.name}")
             st.rerun()
-if len(pending) > PAGE_SIZE:
-    st.caption(f"{len(pending) - PAGE_SIZE} more after these; review these first.")
+if pages > 1:
+    first = page * PAGE_SIZE + 1
+    back, where, forward = st.columns([1, 3, 1])
+    back.button("Previous", on_click=_turn, args=(-1,), disabled=page == 0, key="queue_previous")
+    where.caption(
+        f"Page {page + 1} of {pages}: entries {first}-{first + len(pending) - 1} of {waiting}, "
+        "oldest first."
+    )
+    forward.button("Next", on_click=_turn, args=(1,), disabled=page >= pages - 1, key="queue_next")
 
 st.divider()
 st.subheader("Labelled production set")
