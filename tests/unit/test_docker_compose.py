@@ -44,7 +44,9 @@ BUCKETS = {"clearsight-artifacts", "clearsight-mlflow"}
 # Variables that may stay empty: created after the first start, or defaults.
 OPTIONAL = {"ZENML_API_KEY", "AIRFLOW_UID", "CLEARSIGHT_AIRFLOW_DAGS", "CLEARSIGHT_ENDPOINT_URL"}
 # Bind-mounted folders that compose creates at run time, not files of the repository.
-RUNTIME_FOLDERS = {"../../.state/airflow/dags"}
+# Written at run time on the host: Airflow's DAG folder, the Seldon deployer's
+# Prometheus targets file.
+RUNTIME_FOLDERS = {"../../.state/airflow/dags", "../../.state/zenml/clearsight"}
 
 
 def _uncommented(text: str) -> str:
@@ -337,7 +339,8 @@ def test_compose_prometheus_config_is_valid_and_scrapes_our_services(tmp_path):
     config = yaml.safe_load((DOCKER / mounts[config_path]).read_text())
     # Lay the mounted files out as the container sees them, then let promtool load them all.
     for target, source in mounts.items():
-        shutil.copy(DOCKER / source, tmp_path / posixpath.basename(target))
+        if source not in RUNTIME_FOLDERS:
+            shutil.copy(DOCKER / source, tmp_path / posixpath.basename(target))
     for rule_file in config["rule_files"]:
         assert posixpath.join(posixpath.dirname(config_path), rule_file) in mounts, rule_file
     result = subprocess.run(
@@ -348,14 +351,26 @@ def test_compose_prometheus_config_is_valid_and_scrapes_our_services(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 
-    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     # The review app by its service name and metrics port.
-    assert jobs["clearsight-ui"] == [
+    assert jobs["clearsight-ui"]["static_configs"][0]["targets"] == [
         f"review-app:{_environment('review-app')['CLEARSIGHT_UI_METRICS_PORT']}"
     ]
-    # The prediction endpoint on the Docker host (local Seldon deployer), reachable by name.
-    (endpoint,) = jobs["clearsight-endpoint"]
-    assert endpoint.startswith("host.docker.internal:")
+    # The prediction endpoint: the deployer's targets file, mounted from where the
+    # deployer writes it (the same default as stack/prometheus/prometheus.yml) ...
+    endpoint = jobs["clearsight-endpoint"]
+    (targets_file,) = endpoint["file_sd_configs"][0]["files"]
+    folder = posixpath.dirname(targets_file)
+    assert mounts[folder] == "../../.state/zenml/clearsight"
+    assert posixpath.basename(targets_file) == "prometheus-targets.json"
+    # ... with its loopback addresses rewritten to the Docker host, reachable by name.
+    (relabel,) = endpoint["relabel_configs"]
+    assert relabel["target_label"] == "__address__"
+    for address in ("127.0.0.1:10001", "localhost:10001", "0.0.0.0:10001"):
+        assert re.fullmatch(relabel["regex"], address), address
+        rewritten = re.sub(relabel["regex"], relabel["replacement"].replace("$1", r"\1"), address)
+        assert rewritten == "host.docker.internal:10001"
+    assert not re.fullmatch(relabel["regex"], "10.1.2.3:10001")
     assert "host.docker.internal:host-gateway" in prometheus["extra_hosts"]
     # The alert rules are the same file the rest of the project tests.
     assert mounts["/etc/prometheus/alerts.yml"] == "../prometheus/alerts.yml"
