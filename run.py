@@ -127,6 +127,20 @@ def _check_data_dir(data_dir: Path) -> None:
         raise PreconditionError(str(error)) from error
 
 
+def _check_decoding(decoding: Any, config: Path) -> None:
+    """Refuse invalid decoding rules before anything runs."""
+    from pydantic import ValidationError
+
+    from clearsight.decode import DecodeOptions
+
+    try:
+        DecodeOptions(**(decoding or {}))
+    except (ValidationError, TypeError) as error:
+        raise PreconditionError(
+            f"{config}: parameters.decoding is invalid: {error}".rstrip()
+        ) from None
+
+
 def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
     """The ingest pipeline with its options (data folder resolved, catalog URL absolute)."""
     from pipelines import ingest_pipeline
@@ -137,6 +151,7 @@ def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache
         folder = (Path.cwd() if data_dir else ROOT) / folder
     folder = folder.resolve()
     _check_data_dir(folder)
+    _check_decoding(params.get("decoding"), config)
     overrides: dict[str, Any] = {"data_dir": str(folder), "dry_run": dry_run}
     if not params.get("catalog_url") and not os.environ.get(CATALOG_URL_ENV):
         overrides["catalog_url"] = DEFAULT_CATALOG_URL
@@ -227,6 +242,8 @@ def _summary(
         )
         report = report_step.outputs[report_name][0].load()
         click.echo(f"  dataset         {report.summary()}")
+        if report.decoding:
+            click.echo(f"  decoding        {report.decoding_summary()}")
         click.echo(f"  fingerprint     {report.fingerprint}")
         sizes = {s: sum(c.values()) for s, c in report.counts.items()}
         click.echo(

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from clearsight.decode import DecodeOptions
 from clearsight.images import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
+    ImageInfo,
     InvalidImageError,
     inspect_image,
 )
@@ -67,6 +69,10 @@ class DatasetManifest(BaseModel):
     stored: bool = Field(
         default=False,
         description="True when every record's uri points into the artifact store.",
+    )
+    decoding: DecodeOptions = Field(
+        default_factory=DecodeOptions,
+        description="The decoding rules (background, bit depth) every consumer applies.",
     )
 
     @property
@@ -125,6 +131,18 @@ class IngestionReport(BaseModel):
         default_factory=list,
         description="Problems that do not stop the ingestion, e.g. a class missing from a split.",
     )
+    decoding: dict[str, int] = Field(
+        default_factory=dict,
+        description="Kept images by what decoding does to them (DECODING_COUNTS keys).",
+    )
+
+    def decoding_summary(self) -> str:
+        """What decoding did to the kept images, e.g. ``3 rotated upright (EXIF orientation)``.
+
+        Returns:
+            Comma-separated counts, or ``""`` when every image decoded as stored.
+        """
+        return ", ".join(f"{count} {DECODING_COUNTS[key]}" for key, count in self.decoding.items())
 
     def summary(self) -> str:
         """One line a person can read at the end of a run."""
@@ -146,6 +164,34 @@ class IngestionReport(BaseModel):
             more = f"; and {len(self.warnings) - 3} more" if len(self.warnings) > 3 else ""
             line += f". Warning: {shown}{more}"
         return line
+
+
+DECODING_COUNTS = {
+    "exif_orientation": "rotated or flipped upright (EXIF orientation)",
+    "transparency": "with transparency (composited onto the background)",
+    "high_bit_depth": "with more than 8 bits per sample",
+    "fewer_significant_bits": "with 10-14-bit data in a 16-bit image (scaled by its bits)",
+    "multi_frame": "multi-frame or multi-page (first frame used)",
+}
+
+
+def decoding_counts(infos: Iterable[ImageInfo]) -> dict[str, int]:
+    """Count images by what decoding does to them (keys of ``DECODING_COUNTS``).
+
+    Args:
+        infos: The kept images' descriptions from :func:`inspect_image`.
+
+    Returns:
+        Only the non-zero counts, in ``DECODING_COUNTS`` order.
+    """
+    counts = dict.fromkeys(DECODING_COUNTS, 0)
+    for info in infos:
+        counts["exif_orientation"] += info.orientation != 1
+        counts["transparency"] += info.transparency
+        counts["high_bit_depth"] += info.mode.startswith("I")
+        counts["fewer_significant_bits"] += info.mode.startswith("I") and info.significant_bits < 16
+        counts["multi_frame"] += info.frames > 1
+    return {key: count for key, count in counts.items() if count}
 
 
 def assign_split(sha256: str, ratios: tuple[float, float, float]) -> str:
@@ -224,6 +270,7 @@ def build_manifest(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     split_ratios: Iterable[float] = DEFAULT_SPLIT_RATIOS,
     progress: Callable[[Iterable[Candidate]], Iterable[Candidate]] | None = None,
+    decoding: DecodeOptions | None = None,
 ) -> tuple[DatasetManifest, IngestionReport]:
     """Scan, validate, hash and de-duplicate a data folder.
 
@@ -237,6 +284,8 @@ def build_manifest(
         max_pixels: Largest accepted pixel count (decompression-bomb guard).
         split_ratios: Train, val and test shares for unsplit folders.
         progress: Optional wrapper around the candidate iterable (a progress bar).
+        decoding: The decoding rules recorded with the dataset (default: white
+            background, ``high_bit_depth="auto"``).
 
     Returns:
         The candidate manifest (uris are the source paths) and the report.
@@ -245,6 +294,7 @@ def build_manifest(
         DataFolderError: When the folder is missing, empty or mixed.
     """
     ratios = validate_ratios(split_ratios)
+    decoding = decoding or DecodeOptions()
     started = datetime.now(UTC)
     layout, candidates, skipped = discover(Path(data_dir))
     root = str(Path(data_dir).expanduser().resolve())
@@ -270,7 +320,7 @@ def build_manifest(
             )
             continue
         try:
-            info = inspect_image(data, min_side=min_side, max_pixels=max_pixels)
+            info = inspect_image(data, min_side=min_side, max_pixels=max_pixels, options=decoding)
         except InvalidImageError as error:
             report.skipped.append(SkippedFile(path=str(candidate.path), reason=str(error)))
             continue
@@ -278,6 +328,7 @@ def build_manifest(
         by_hash[info.sha256].append((candidate, info))
 
     records: list[ImageRecord] = []
+    kept_infos: list[ImageInfo] = []
     for sha, copies in by_hash.items():
         labels = sorted({c.label for c, _ in copies})
         if len(labels) > 1:
@@ -299,6 +350,7 @@ def build_manifest(
                 SkippedFile(path=str(candidate.path), reason=f"duplicate of {first.path}")
             )
         split = first.split if layout is Layout.PRE_SPLIT else assign_split(sha, ratios)
+        kept_infos.append(info)
         records.append(
             ImageRecord(
                 sha256=sha,
@@ -316,8 +368,11 @@ def build_manifest(
 
     records.sort(key=lambda r: (r.split, r.label, r.sha256))
     classes = sorted({r.label for r in records})
-    manifest = DatasetManifest(source=root, layout=layout.value, classes=classes, records=records)
+    manifest = DatasetManifest(
+        source=root, layout=layout.value, classes=classes, records=records, decoding=decoding
+    )
     report.kept = len(records)
+    report.decoding = decoding_counts(kept_infos)
     report.fingerprint = manifest.fingerprint
     report.counts = manifest.counts()
     report.provenance = manifest.provenance_counts()

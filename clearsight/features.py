@@ -10,14 +10,14 @@ production monitoring reuses it later.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from scipy.ndimage import laplace
 from sklearn.decomposition import PCA
+
+from clearsight.decode import DEFAULT_OPTIONS, DecodeOptions, decode
 
 PIXEL_COLUMNS = [
     "mean_r",
@@ -40,11 +40,26 @@ CONFIDENCE = "confidence"
 DEFAULT_EMBEDDING_COMPONENTS = 5
 
 
-def pixel_features(data: bytes) -> dict[str, float]:
-    """Pixel statistics of one encoded image, on a [0, 1] scale."""
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+def pixel_features(data: bytes, options: DecodeOptions = DEFAULT_OPTIONS) -> dict[str, float]:
+    """Pixel statistics of one encoded image, from the model's own decoder.
+
+    Args:
+        data: The file's bytes (any format :mod:`clearsight.decode` accepts).
+        options: The model's decoding rules (background, bit depth), so a
+            16-bit X-ray or a transparent PNG is measured as the model sees it.
+
+    Returns:
+        ``PIXEL_COLUMNS``: means, standard deviations, brightness (Rec. 601
+        luma), contrast and sharpness (variance of the Laplacian) on a [0, 1]
+        scale at full resolution; width and height in pixels after the EXIF
+        orientation; aspect ratio; file size in bytes.
+
+    Raises:
+        clearsight.decode.InvalidImageError: When the bytes are not a usable image.
+    """
+    decoded = decode(data, options=options)
+    width, height = decoded.header.width, decoded.header.height
+    rgb = decoded.pixels.astype(np.float64)
     luminance = rgb @ np.array([0.299, 0.587, 0.114])
     means = rgb.mean(axis=(0, 1))
     stds = rgb.std(axis=(0, 1))
@@ -82,6 +97,7 @@ def feature_table(
     probabilities: np.ndarray,
     embeddings: np.ndarray,
     pca: PCA,
+    options: DecodeOptions = DEFAULT_OPTIONS,
 ) -> pd.DataFrame:
     """Assemble the feature rows of a set of images.
 
@@ -91,12 +107,13 @@ def feature_table(
         probabilities: The model's (calibrated) class probabilities, ``(n, k)``.
         embeddings: The model's penultimate-layer output, ``(n, d)``.
         pca: A PCA fitted on the reference embeddings.
+        options: The model's decoding rules, for the pixel statistics.
 
     Returns:
         One row per image: pixel columns, ``embedding_i`` columns, and
         ``prediction`` and ``confidence`` (and ``target`` when labelled).
     """
-    rows = [pixel_features(data) for data in images]
+    rows = [pixel_features(data, options) for data in images]
     table = pd.DataFrame(rows, columns=PIXEL_COLUMNS)
     reduced = pca.transform(embeddings) if len(images) else np.zeros((0, pca.n_components_))
     for i, column in enumerate(embedding_columns(pca.n_components_)):

@@ -1,28 +1,57 @@
 """Validate image files and hash their bytes.
 
-Every image is fully decoded once with Pillow, so truncated or corrupt files
-are caught at ingestion rather than in the middle of a training epoch.
+Every image is fully decoded once, by the platform's single decoder
+(:mod:`clearsight.decode`), so truncated or corrupt files are caught at
+ingestion rather than in the middle of a training epoch, and what is recorded
+(dimensions after the EXIF orientation, transparency, significant bits) is
+what the model will see.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from clearsight.decode import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    DEFAULT_OPTIONS,
+    FORMAT_EXTENSIONS,
+    SUPPORTED_EXTENSIONS,
+    DecodeOptions,
+    InvalidImageError,
+    inspect,
+)
 
-SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
-SUPPORTED_FORMATS = {"JPEG": "jpg", "PNG": "png"}
-
-DEFAULT_MIN_SIDE = 8
-DEFAULT_MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; guards against decompression bombs
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MIN_SIDE",
+    "FORMAT_EXTENSIONS",
+    "SUPPORTED_EXTENSIONS",
+    "ImageInfo",
+    "InvalidImageError",
+    "inspect_image",
+    "sha256_bytes",
+]
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What ingestion records about one valid image."""
+    """What ingestion records about one valid image.
+
+    Attributes:
+        sha256: Hex SHA-256 of the file's bytes (its storage address).
+        width: Width in pixels after the EXIF orientation.
+        height: Height in pixels after the EXIF orientation.
+        mode: Pillow's mode of the stored pixels (``L``, ``RGB``, ``I;16``...).
+        format: Pillow's format name (``JPEG``, ``MPO``, ``PNG``, ``WEBP``...).
+        num_bytes: File size in bytes.
+        orientation: EXIF orientation applied when decoding (1: none).
+        transparency: The image has transparent pixels (composited when decoded).
+        significant_bits: Bits per sample used for scaling (8 for 8-bit images).
+        frames: Frames or pages in the file (only the first is used).
+        notes: What decoding does to this image, for the ingestion report.
+    """
 
     sha256: str
     width: int
@@ -30,15 +59,16 @@ class ImageInfo:
     mode: str
     format: str
     num_bytes: int
+    orientation: int = 1
+    transparency: bool = False
+    significant_bits: int = 8
+    frames: int = 1
+    notes: tuple[str, ...] = ()
 
     @property
     def extension(self) -> str:
         """File extension used when the image is stored by content."""
-        return SUPPORTED_FORMATS[self.format]
-
-
-class InvalidImageError(ValueError):
-    """The bytes are not a usable image; ``str(error)`` is the reason."""
+        return FORMAT_EXTENSIONS[self.format]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -51,59 +81,37 @@ def inspect_image(
     *,
     min_side: int = DEFAULT_MIN_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: DecodeOptions = DEFAULT_OPTIONS,
 ) -> ImageInfo:
     """Decode ``data`` completely and describe it.
 
     Args:
         data: The raw file bytes.
-        min_side: Smallest accepted width or height, in pixels.
+        min_side: Smallest accepted width or height, in pixels (after orientation).
         max_pixels: Largest accepted width x height (decompression-bomb guard).
             The check runs on the header, before any pixel is decoded.
+        options: The decoding rules (for the significant-bits rule).
 
     Returns:
-        The image's hash, size, mode and format.
+        The image's hash, oriented size, mode, format and what decoding does to it.
 
     Raises:
         InvalidImageError: With a human-readable reason when the image is
-            empty, not an image, not JPEG/PNG, truncated, too small or too large.
+            empty, not an image, of an unsupported format, truncated, too
+            small or too large.
     """
-    if not data:
-        raise InvalidImageError("empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                fmt = image.format or "unknown"
-                width, height = image.size
-                if fmt not in SUPPORTED_FORMATS:
-                    raise InvalidImageError(
-                        f"unsupported image format {fmt}: only JPEG and PNG are accepted"
-                    )
-                if width * height > max_pixels:
-                    raise InvalidImageError(
-                        f"image too large: {width}x{height} = {width * height:,} pixels "
-                        f"exceeds max_pixels={max_pixels:,} (decompression-bomb guard)"
-                    )
-                if min(width, height) < min_side:
-                    raise InvalidImageError(
-                        f"image too small: {width}x{height}, "
-                        f"the smallest side must be at least {min_side} px"
-                    )
-                mode = image.mode
-                image.load()
-    except InvalidImageError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise InvalidImageError(f"image too large (decompression-bomb guard): {error}") from error
-    except UnidentifiedImageError as error:
-        raise InvalidImageError("not an image: Pillow cannot identify the file's format") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InvalidImageError(f"corrupt or truncated image: {error}") from error
+    decoded = inspect(data, min_side=min_side, max_pixels=max_pixels, options=options)
+    header = decoded.header
     return ImageInfo(
         sha256=sha256_bytes(data),
-        width=width,
-        height=height,
-        mode=mode,
-        format=fmt,
+        width=header.width,
+        height=header.height,
+        mode=header.mode,
+        format=header.format,
         num_bytes=len(data),
+        orientation=header.orientation,
+        transparency=decoded.transparency,
+        significant_bits=decoded.significant_bits,
+        frames=header.frames,
+        notes=decoded.notes,
     )

@@ -143,8 +143,8 @@ def discover(root: Path) -> tuple[Layout, list[Candidate], list[Skipped]]:
                 skipped.append(
                     Skipped(
                         str(path),
-                        f"unsupported extension {path.suffix or '(none)'}: "
-                        "only .jpg, .jpeg and .png are read",
+                        f"unsupported extension {path.suffix or '(none)'}: only "
+                        f"{', '.join(sorted(SUPPORTED_EXTENSIONS))} are read",
                     )
                 )
                 continue

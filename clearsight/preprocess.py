@@ -1,9 +1,11 @@
-"""The one preprocessing function that training and serving share.
+"""Model inputs for training and serving, from the platform's single decoder.
 
-``preprocess_image`` turns encoded JPEG/PNG bytes into the model's input
-tensor: decode to RGB, resize with antialiasing, scale to [0, 1]. The tf.data
-training pipeline maps it over the dataset, and the serving wrapper calls it
-on each request, so a model never sees inputs prepared two different ways.
+:func:`preprocess_batch` (serving, the gate, the MLflow input example) and the
+tf.data pipeline of :func:`make_dataset` (training) both call
+:func:`clearsight.decode.decode`: EXIF orientation, transparency on the
+configured background, bit depths, DCT-scaled JPEG decoding and antialiased
+resizing to ``image_size x image_size``, scaled to [0, 1]. A model never sees
+inputs prepared two different ways.
 """
 
 from __future__ import annotations
@@ -13,36 +15,50 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-CHANNELS = 3
+from clearsight.decode import CHANNELS, DEFAULT_OPTIONS, DecodeOptions, decode, decode_batch
 
 
-def preprocess_image(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decode, resize and normalise one encoded image.
+def preprocess_image(
+    image_bytes: tf.Tensor, image_size: int, options: DecodeOptions = DEFAULT_OPTIONS
+) -> tf.Tensor:
+    """Decode, resize and normalise one encoded image inside a TensorFlow graph.
 
     Args:
-        image_bytes: A scalar string tensor holding JPEG or PNG bytes.
+        image_bytes: A scalar string tensor holding the file's bytes (any
+            format :mod:`clearsight.decode` accepts).
         image_size: Output height and width in pixels.
+        options: Background colour and high-bit-depth rule.
 
     Returns:
         A ``float32`` tensor of shape ``(image_size, image_size, 3)`` in [0, 1].
+
+    Raises:
+        tf.errors.InvalidArgumentError: When the bytes are not a usable image
+            (the decoder's message is inside).
     """
-    image = tf.io.decode_image(image_bytes, channels=CHANNELS, expand_animations=False)
-    image = tf.image.resize(image, [image_size, image_size], antialias=True)
-    image = tf.clip_by_value(image / 255.0, 0.0, 1.0)
+
+    def _decode(data: bytes | np.ndarray) -> np.ndarray:
+        # Graph mode passes bytes, eager mode a 0-d object array holding them.
+        raw = data.item() if isinstance(data, np.ndarray) else data
+        return decode(raw, size=image_size, options=options).pixels
+
+    image = tf.numpy_function(_decode, [image_bytes], tf.float32, stateful=False)
     image.set_shape((image_size, image_size, CHANNELS))
     return image
 
 
-def preprocess_batch(images: Sequence[bytes], image_size: int) -> np.ndarray:
-    """Apply :func:`preprocess_image` to a list of encoded images.
+def preprocess_batch(
+    images: Sequence[bytes], image_size: int, options: DecodeOptions = DEFAULT_OPTIONS
+) -> np.ndarray:
+    """Decode a list of encoded images into one model input batch.
 
     Returns:
-        A ``float32`` array of shape ``(n, image_size, image_size, 3)``.
+        A ``float32`` array of shape ``(n, image_size, image_size, 3)`` in [0, 1].
+
+    Raises:
+        clearsight.decode.InvalidImageError: For the first unusable image.
     """
-    tensors = [preprocess_image(tf.constant(data), image_size) for data in images]
-    if not tensors:
-        return np.zeros((0, image_size, image_size, CHANNELS), dtype=np.float32)
-    return tf.stack(tensors).numpy()
+    return decode_batch(images, image_size, options=options)
 
 
 def augmentation_layers(
@@ -85,6 +101,7 @@ def make_dataset(
     training: bool,
     augment: tf.keras.Sequential | None = None,
     seed: int = 42,
+    options: DecodeOptions = DEFAULT_OPTIONS,
 ) -> tf.data.Dataset:
     """Build a batched ``tf.data`` pipeline from (uri, label index) pairs.
 
@@ -108,7 +125,7 @@ def make_dataset(
     )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(items)))
     dataset = dataset.map(
-        lambda data, label: (preprocess_image(data, image_size), label),
+        lambda data, label: (preprocess_image(data, image_size, options), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     ).cache()
     if training:

@@ -199,7 +199,7 @@ class ReviewStore:
             The id of the queue entry.
 
         Raises:
-            InvalidImageError: When ``data`` is not a usable JPEG/PNG.
+            InvalidImageError: When ``data`` is not a usable image (``clearsight.decode``).
         """
         info = inspect_image(data, min_side=1, max_pixels=max_pixels)
         model = model or {}

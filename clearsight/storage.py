@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from clearsight.dataset import DatasetManifest, ImageRecord
-from clearsight.images import SUPPORTED_FORMATS
+from clearsight.images import FORMAT_EXTENSIONS
 
 
 class FileSystem(Protocol):
@@ -68,7 +68,7 @@ class ContentStore:
 
     def uri_for(self, sha256: str, fmt: str) -> str:
         """Return the storage URI of an image with this hash and format."""
-        return f"{self.images_root}/{sha256[:2]}/{sha256}.{SUPPORTED_FORMATS[fmt]}"
+        return f"{self.images_root}/{sha256[:2]}/{sha256}.{FORMAT_EXTENSIONS[fmt]}"
 
     def existing(self) -> set[str]:
         """Return the file names already in the store, listed once."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import io
 import logging
 import os
 from typing import Any, ClassVar
@@ -16,6 +15,7 @@ from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
 from clearsight.dataset import SPLITS, DatasetManifest
+from clearsight.decode import preview
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +113,10 @@ def _sample_grid(data: DatasetManifest) -> Image.Image | None:
         for col, record in enumerate(samples):
             try:
                 with fileio.open(record.uri, "rb") as handle:
-                    tile = Image.open(io.BytesIO(handle.read())).convert("RGB")
+                    # The model's decoder: orientation, transparency, bit depth as trained.
+                    tile = preview(handle.read(), TILE - 4, options=data.decoding)
             except Exception as error:  # noqa: BLE001 - a preview must never fail a save
                 logger.warning("Sample %s not shown: %s", record.uri, error)
                 continue
-            tile.thumbnail((TILE - 4, TILE - 4))
             grid.paste(tile, (LABEL_WIDTH + col * TILE + 2, row * TILE + 2))
     return grid

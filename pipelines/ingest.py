@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zenml import pipeline
 
 from clearsight.names import PipelineName
@@ -17,6 +19,7 @@ def ingest_pipeline(
     max_pixels: int = 40_000_000,
     split_ratios: list[float] | None = None,
     include_reviews: bool = True,
+    decoding: dict[str, Any] | None = None,
 ) -> None:
     """Scan and validate, store new images by content, record in the catalog.
 
@@ -34,6 +37,8 @@ def ingest_pipeline(
         split_ratios: Train/val/test shares for unsplit folders.
         include_reviews: Merge the app's expert-reviewed images (provenance
             ``review``, read from the catalog database) with the folder's.
+        decoding: Decoding rules (``background``, ``high_bit_depth``; see
+            ``clearsight.decode.DecodeOptions``) recorded with the dataset.
     """
     candidate, scan_report = scan_images(
         data_dir=data_dir,
@@ -43,6 +48,7 @@ def ingest_pipeline(
         dry_run=dry_run,
         catalog_url=catalog_url,
         include_reviews=include_reviews,
+        decoding=decoding,
     )
     if dry_run:
         catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -59,6 +59,7 @@ class UIConfig:
     uncertain_threshold: float
     top_k: int
     admin_timeout: int = 900
+    decoding: dict = field(default_factory=dict)  # configs/ingest.yaml: how thumbnails decode
 
 
 def _yaml(path: Path) -> dict:
@@ -80,6 +81,7 @@ def load_config() -> UIConfig:
     deploy_config = Path(env.get(DEPLOY_CONFIG_ENV) or ROOT / "configs" / "deploy.yaml")
     model_name = (_yaml(train_config).get("model") or {}).get("name") or DEFAULT_MODEL_NAME
     deploy = _yaml(deploy_config).get("parameters") or {}
+    ingest = _yaml(ROOT / "configs" / "ingest.yaml").get("parameters") or {}
     return UIConfig(
         root=ROOT,
         model_name=model_name,
@@ -95,6 +97,7 @@ def load_config() -> UIConfig:
         python=env.get(PYTHON_ENV) or sys.executable,
         uncertain_threshold=float(deploy.get("uncertain_threshold", 0.7)),
         top_k=int(deploy.get("top_k", 3)),
+        decoding=dict(ingest.get("decoding") or {}),
     )
 
 

@@ -51,6 +51,7 @@ def _export_champion(model_name: str, target: Path, settings: dict[str, Any]) ->
         classes=list(metadata["classes"]),
         image_size=int(metadata["image_size"]),
         temperature=float(metadata.get("temperature", 1.0)),
+        decoding=dict(metadata.get("decoding") or {}),  # none: a model from before the rules
         **settings,
     ).save(target)
     return {

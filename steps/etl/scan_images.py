@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from tqdm.auto import tqdm
 from zenml import log_metadata, step
@@ -11,6 +11,7 @@ from zenml.io import fileio
 
 from clearsight.catalog import resolve_catalog_url
 from clearsight.dataset import DatasetManifest, IngestionReport, build_manifest, merge_reviewed
+from clearsight.decode import DecodeOptions
 from clearsight.errors import DataFolderError
 from clearsight.names import ArtifactName
 from clearsight.review import ReviewStore, reviewed_records
@@ -31,6 +32,7 @@ def scan_images(
     dry_run: bool = False,
     catalog_url: str | None = None,
     include_reviews: bool = True,
+    decoding: dict[str, Any] | None = None,
 ) -> tuple[
     Annotated[DatasetManifest, ArtifactName.CANDIDATE_DATASET],
     Annotated[IngestionReport, ArtifactName.SCAN_REPORT],
@@ -50,17 +52,23 @@ def scan_images(
         catalog_url: Catalog database URL holding the reviews (else
             ``CLEARSIGHT_CATALOG_URL``, else the project's SQLite catalog).
         include_reviews: Merge the expert-reviewed images.
+        decoding: Decoding rules (``background``: ``white``, ``black`` or
+            ``[r, g, b]``; ``high_bit_depth``: ``auto`` or ``full_range``),
+            recorded with the dataset so training, serving and the gate
+            decode alike. Invalid values fail the step before any image is read.
 
     Returns:
         The candidate manifest (uris are source paths) and the scan report.
     """
     ratios = tuple(split_ratios or (0.70, 0.15, 0.15))
+    options = DecodeOptions(**(decoding or {}))
     manifest, report = build_manifest(
         data_dir,
         min_side=min_side,
         max_pixels=max_pixels,
         split_ratios=ratios,
         progress=lambda items: tqdm(items, desc="Validating images", unit="img"),
+        decoding=options,
     )
     if include_reviews:
         url = resolve_catalog_url(catalog_url)
@@ -75,6 +83,8 @@ def scan_images(
             "Check the folder layout (<label>/* or <split>/<label>/*) and the files."
         )
     logger.info("Scan of %s: %s", data_dir, report.summary())
+    if report.decoding:
+        logger.info("Decoding: %s.", report.decoding_summary())
     log_metadata(
         metadata={
             "scanned": report.scanned,
@@ -84,6 +94,8 @@ def scan_images(
             "conflicts": report.conflicts,
             "reviewed": report.reviewed,
             "provenance": report.provenance,
+            "decoding": report.decoding,
+            "decoding_rules": options.model_dump(mode="json"),
         },
         artifact_name=ArtifactName.SCAN_REPORT,
         infer_artifact=True,

@@ -12,6 +12,7 @@ import tensorflow as tf
 from zenml import step
 
 from clearsight.dataset import DatasetManifest, build_manifest
+from clearsight.decode import DecodeOptions
 from clearsight.features import (
     CONFIDENCE,
     DEFAULT_EMBEDDING_COMPONENTS,
@@ -28,12 +29,14 @@ from steps.training.data import read_bytes
 logger = logging.getLogger(__name__)
 
 
-def _predict(model: tf.keras.Model, images: list[bytes], batch_size: int = 128):
+def _predict(
+    model: tf.keras.Model, images: list[bytes], options: DecodeOptions, batch_size: int = 128
+):
     size = int(model.input_shape[1])
     probabilities, embeddings = [], []
     embed = embedding_model(model)
     for start in range(0, len(images), batch_size):
-        batch = preprocess_batch(images[start : start + batch_size], size)
+        batch = preprocess_batch(images[start : start + batch_size], size, options)
         probabilities.append(model.predict(batch, verbose=0))
         embeddings.append(embed.predict(batch, verbose=0))
     return np.concatenate(probabilities), np.concatenate(embeddings)
@@ -66,7 +69,8 @@ def featurize(
     index = dataset.label_index()
     reference_records = dataset.split("train")
     reference_images = read_all([r.uri for r in reference_records], read_bytes)
-    ref_probabilities, ref_embeddings = _predict(model, reference_images)
+    options = dataset.decoding
+    ref_probabilities, ref_embeddings = _predict(model, reference_images, options)
     pca = fit_embedding_pca(ref_embeddings, embedding_components)
     reference = feature_table(
         reference_images,
@@ -74,19 +78,20 @@ def featurize(
         ref_probabilities,
         ref_embeddings,
         pca,
+        options,
     )
 
     def table(records) -> pd.DataFrame:
         images = read_all([r.uri for r in records], read_bytes)
-        probabilities, embeddings = _predict(model, images)
+        probabilities, embeddings = _predict(model, images, options)
         return feature_table(
-            images, [index[r.label] for r in records], probabilities, embeddings, pca
+            images, [index[r.label] for r in records], probabilities, embeddings, pca, options
         )
 
     current = table(dataset.split("test"))
     drift = current
     if current_data_dir:
-        batch, report = build_manifest(Path(current_data_dir))
+        batch, report = build_manifest(Path(current_data_dir), decoding=options)
         unknown = sorted({r.label for r in batch.records} - set(index))
         if unknown:
             raise ValueError(
@@ -120,7 +125,8 @@ def score_champion(
         so that one Evidently report can put the two models side by side.
     """
     records = dataset.split("test")
-    probabilities, _ = _predict(model, read_all([r.uri for r in records], read_bytes))
+    images = read_all([r.uri for r in records], read_bytes)
+    probabilities, _ = _predict(model, images, dataset.decoding)
     if probabilities.shape[1] != len(dataset.classes):
         raise ValueError(
             f"The champion predicts {probabilities.shape[1]} classes, the dataset has "

@@ -37,5 +37,6 @@ def split_dataset(
         training=training,
         augment=augment,
         seed=seed,
+        options=dataset.decoding,
     )
     return pipeline, [label for _, label in items]

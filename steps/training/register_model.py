@@ -50,7 +50,7 @@ def register_model(
     name = registered_model_name or zenml_model.name
     image_size = int(model.input_shape[1])
     example_record = dataset.split("test")[0]
-    example = preprocess_batch([read_bytes(example_record.uri)], image_size)
+    example = preprocess_batch([read_bytes(example_record.uri)], image_size, dataset.decoding)
     signature = infer_signature(example, model.predict(example, verbose=0))
     # mlflow.tensorflow rather than mlflow.keras: MLflow 3.17's Keras flavor writes
     # the input example before creating the model folder and fails.
@@ -64,6 +64,8 @@ def register_model(
             "classes": dataset.classes,
             "image_size": image_size,
             "temperature": model_temperature(model),
+            # The serving wrapper decodes requests by the rules the training data had.
+            "decoding": dataset.decoding.model_dump(mode="json"),
         },
     )
     run_id = mlflow.active_run().info.run_id

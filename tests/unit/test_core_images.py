@@ -27,7 +27,7 @@ def test_valid_images_are_described(fmt, expected):
         (image_bytes(5, size=64)[:60], "truncated"),
         (image_bytes(5, size=64, fmt="JPEG")[:200], "truncated"),
         (encode(Image.new("RGB", (20, 20)), "GIF"), "unsupported image format GIF"),
-        (encode(Image.new("RGB", (20, 20)), "BMP"), "unsupported image format BMP"),
+        (encode(Image.new("RGB", (20, 20)), "PPM"), "unsupported image format PPM"),
         (image_bytes(1, size=4), "too small"),
     ],
 )

@@ -6,7 +6,8 @@ import time
 
 import streamlit as st
 
-from clearsight.images import InvalidImageError, inspect_image
+from clearsight.decode import SUPPORTED_FORMAT_NAMES, DecodeOptions
+from clearsight.images import SUPPORTED_EXTENSIONS, InvalidImageError, inspect_image
 from ui import metrics
 from ui.components.auth import require_user
 from ui.components.charts import top_k_chart
@@ -20,9 +21,10 @@ from ui.data.endpoint import (
     predict,
     top_k,
 )
-from ui.data.reviews import content_store, review_store
+from ui.data.reviews import content_store, review_store, thumbnail
 
 config = load_config()
+decoding = DecodeOptions(**config.decoding)
 user = require_user()
 answers: dict[str, dict] = st.session_state.setdefault("answers", {})
 queued: dict[str, int] = st.session_state.setdefault("queued", {})
@@ -55,7 +57,10 @@ st.caption(
 )
 
 files = st.file_uploader(
-    "JPEG or PNG images", type=["jpg", "jpeg", "png"], accept_multiple_files=True, key="uploads"
+    f"Images ({SUPPORTED_FORMAT_NAMES})",
+    type=sorted(ext.lstrip(".") for ext in SUPPORTED_EXTENSIONS),
+    accept_multiple_files=True,
+    key="uploads",
 )
 if not files:
     st.info("Upload one or more images to classify them.")
@@ -72,7 +77,7 @@ for upload in files:
         seen_uploads.add(upload.file_id)
         metrics.UPLOADS.inc()
     try:
-        info = inspect_image(data, min_side=1)
+        info = inspect_image(data, min_side=1, options=decoding)
     except InvalidImageError as error:
         st.warning(f"{name}: not usable ({error}).")
         continue
@@ -109,7 +114,7 @@ for key, name in shown.items():
     uncertain = answer["confidence"] < threshold
     st.divider()
     picture, verdict = st.columns([1, 3])
-    picture.image(entry["data"], caption=name, width=160)
+    picture.image(thumbnail(entry["data"], config.decoding), caption=name, width=160)
     with verdict:
         st.subheader(f"{answer['label']} · {answer['confidence']:.2%}")
         queue_key = f"{key}|{model.get('model_version', '')}"

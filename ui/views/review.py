@@ -8,11 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from clearsight.catalog import Catalog
+from clearsight.decode import InvalidImageError
 from clearsight.review import ReviewError
 from ui import metrics
 from ui.components.auth import require_user
 from ui.config import load_config
-from ui.data.reviews import read_image, review_store
+from ui.data.reviews import read_image, review_store, thumbnail
 
 PAGE_SIZE = 10
 PAGE_KEY = "queue_page"  # 0-based
@@ -45,8 +46,9 @@ for entry in pending:
     st.divider()
     picture, details, verdict = st.columns([1, 2, 2])
     try:
-        picture.image(read_image(entry["uri"]), caption=entry["filename"] or None, width=140)
-    except OSError as error:
+        shown = thumbnail(read_image(entry["uri"]), config.decoding)
+        picture.image(shown, caption=entry["filename"] or None, width=140)
+    except (OSError, InvalidImageError) as error:
         picture.error("The stored image is not readable.")
         picture.caption(f"{error.__class__.__name__}: {error}")
     reasons = [

@@ -1,0 +1,533 @@
+"""The one image decoder: file bytes -> the model's pixels.
+
+Every part of the platform that reads pixels goes through this module:
+ingestion's validation (:func:`inspect`), the tf.data training pipeline and
+the serving wrapper (:func:`decode_batch`), the gate's per-image features
+(:func:`decode`), and the dashboard's sample grid and the review app's
+thumbnails (:func:`preview`). So a picture looks the same to training, to
+serving, to monitoring and to a person.
+
+Decoding rules (Pillow does the decoding; each rule is applied in this order):
+
+1. **Formats**: JPEG (baseline and progressive; CMYK and Adobe-inverted CMYK),
+   MPO (what many cameras and phones write: the primary JPEG frame is used),
+   PNG (1/2/4/8/16-bit, greyscale, palette, RGB, with or without alpha),
+   WebP, TIFF (first page; a multi-page file is reported), BMP, and HEIC/HEIF
+   (through ``pillow-heif``). Anything else is refused with its format name.
+2. **Decompression-bomb guard**: the header's width x height is checked
+   against ``max_pixels`` before a single pixel is decoded.
+3. **Orientation**: the EXIF ``Orientation`` tag (values 1-8, EXIF 2.32
+   section 4.6.4 A, ``0x0112``) is applied, as every image viewer does, so a
+   phone photo stored sideways is decoded upright; widths and heights are
+   reported after orientation.
+4. **Transparency** (alpha channel, palette + ``tRNS``, greyscale or RGB
+   ``tRNS`` colour key): composited onto :attr:`DecodeOptions.background`
+   (white by default, as viewers show a transparent background), with
+   straight (non-premultiplied) alpha as PNG stores it (PNG spec, 12.4).
+5. **Bit depth**: 8-bit samples are divided by 255, 1-bit ones map to 0 or 1.
+   16-bit greyscale (PNG, TIFF) is divided by ``2**b - 1`` where ``b`` is the
+   number of significant bits: a PNG's ``sBIT`` chunk (PNG spec, 11.3.3.4)
+   when present and the samples are not already scaled up to 16 bits (values
+   below ``2**sBIT``); otherwise, with ``high_bit_depth="auto"`` (default),
+   the smallest of 10, 12 and 14 bits that holds the image's largest value,
+   else 16 (DICOM-derived exports often store 12-bit data unscaled in a 16-bit
+   container); with ``"full_range"``, always 16. 16-bit colour PNGs are
+   reduced to 8 bits per channel by Pillow (the high byte), which is right for
+   full-range data. Floating-point images are refused.
+6. **Colour**: greyscale is replicated to three channels; CMYK, YCbCr and
+   palette images are converted to RGB by Pillow (no ICC colour management).
+7. **Resizing** (``size`` given): JPEGs are decoded at the smallest DCT scale
+   (1/2, 1/4, 1/8; Pillow's ``Image.draft``) that keeps both sides at least
+   ``size``, then resized to ``size x size`` with Pillow's antialiased
+   bilinear filter (the triangle filter widened by the reduction factor, as
+   ``tf.image.resize(..., antialias=True)``), aspect ratio not kept.
+
+Output: ``float32`` arrays in [0, 1], shape ``(height, width, 3)``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, field_validator
+
+try:  # HEIC/HEIF (recent iPhones' default) through pillow-heif's Pillow plugin
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_AVAILABLE = True
+except ImportError:  # pragma: no cover - pillow-heif is a pinned dependency
+    HEIF_AVAILABLE = False
+
+CHANNELS = 3
+DEFAULT_MIN_SIDE = 8
+DEFAULT_MAX_PIXELS = 40_000_000  # ~ 6300 x 6300; guards against decompression bombs
+
+# Pillow format name -> extension of the stored copy (stored by content, own extension).
+FORMAT_EXTENSIONS: dict[str, str] = {
+    "JPEG": "jpg",
+    "MPO": "jpg",  # a JPEG with extra frames: the file is a valid JPEG
+    "PNG": "png",
+    "WEBP": "webp",
+    "TIFF": "tif",
+    "BMP": "bmp",
+    "HEIF": "heic",
+}
+# Folder scans and uploaders accept these file extensions.
+SUPPORTED_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".mpo", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
+)
+SUPPORTED_FORMAT_NAMES = "JPEG, MPO, PNG, WebP, TIFF, BMP and HEIC/HEIF"
+_ALLOWED_FORMATS = tuple(FORMAT_EXTENSIONS)
+# Orientations 5-8 swap width and height (EXIF 2.32, Orientation).
+_TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+_AUTO_BIT_DEPTHS = (10, 12, 14)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+Background = tuple[int, int, int]
+NAMED_BACKGROUNDS: dict[str, Background] = {"white": (255, 255, 255), "black": (0, 0, 0)}
+
+
+class InvalidImageError(ValueError):
+    """The bytes are not a usable image; ``str(error)`` is the reason."""
+
+
+class DecodeOptions(BaseModel):
+    """The decoding rules that change pixels; kept with the dataset and the model.
+
+    Attributes:
+        background: RGB colour (0-255 each) that transparent pixels are
+            composited onto; ``"white"`` or ``"black"`` are accepted too.
+        high_bit_depth: ``"auto"``: 16-bit greyscale without a usable ``sBIT``
+            is scaled by the smallest of 10/12/14/16 bits that holds its
+            largest value; ``"full_range"``: always by 16 bits.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    background: Background = NAMED_BACKGROUNDS["white"]
+    high_bit_depth: Literal["auto", "full_range"] = "auto"
+
+    @field_validator("background", mode="before")
+    @classmethod
+    def _named_background(cls, value: object) -> object:
+        if isinstance(value, str):
+            key = value.strip().lower()
+            if key not in NAMED_BACKGROUNDS:
+                raise ValueError(
+                    f"background must be an [r, g, b] list of 0-255 values or one of "
+                    f"{sorted(NAMED_BACKGROUNDS)}; got {value!r}"
+                )
+            return NAMED_BACKGROUNDS[key]
+        if isinstance(value, list | tuple) and not all(
+            isinstance(v, int) and 0 <= v <= 255 for v in value
+        ):
+            raise ValueError(f"background values must be integers in 0-255; got {value!r}")
+        return value
+
+
+DEFAULT_OPTIONS = DecodeOptions()
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file says about itself, after the checks that need no pixel.
+
+    Attributes:
+        format: Pillow's format name (``JPEG``, ``MPO``, ``PNG``, ``WEBP``,
+            ``TIFF``, ``BMP``, ``HEIF``).
+        mode: Pillow's mode of the stored pixels (``L``, ``RGB``, ``I;16``...).
+        width: Width in pixels, after the EXIF orientation.
+        height: Height in pixels, after the EXIF orientation.
+        orientation: EXIF orientation tag, 1 (upright, or no tag) to 8.
+        frames: Frames or pages in the file (only the first is used).
+    """
+
+    format: str
+    mode: str
+    width: int
+    height: int
+    orientation: int
+    frames: int
+
+    @property
+    def extension(self) -> str:
+        """Extension of the stored copy (``jpg``, ``png``, ``webp``, ``tif``...)."""
+        return FORMAT_EXTENSIONS[self.format]
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One decoded image and what decoding did to it.
+
+    Attributes:
+        pixels: ``float32`` array ``(height, width, 3)`` in [0, 1]; the full
+            image, or ``(size, size, 3)`` when a size was asked for.
+        header: The file's header (full-resolution, oriented dimensions).
+        transparency: The image had transparent pixels (composited).
+        bit_depth: Bits per sample of the stored data (1, 2, 4, 8 or 16).
+        significant_bits: Bits the scaling used (``bit_depth`` unless a 16-bit
+            image holds fewer significant bits).
+        bit_depth_source: ``"container"``, ``"sBIT"`` or ``"detected"``.
+    """
+
+    pixels: np.ndarray
+    header: ImageHeader
+    transparency: bool = False
+    bit_depth: int = 8
+    significant_bits: int = 8
+    bit_depth_source: str = "container"
+    notes: tuple[str, ...] = field(default=())
+
+
+def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Identify an image and check its size without decoding any pixel.
+
+    Args:
+        data: The file's bytes.
+        max_pixels: Largest accepted width x height (decompression-bomb guard).
+
+    Returns:
+        The header, with oriented dimensions.
+
+    Raises:
+        InvalidImageError: Empty, not an image, an unsupported format, or
+            larger than ``max_pixels``.
+    """
+    with _open(data, max_pixels) as image:
+        return _header(image)
+
+
+def inspect(
+    data: bytes,
+    *,
+    min_side: int = DEFAULT_MIN_SIDE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    options: DecodeOptions = DEFAULT_OPTIONS,
+) -> DecodedImage:
+    """Validate an image completely, as ingestion and serving do, cheaply.
+
+    Every pixel is decoded (truncated or corrupt files fail here, not in a
+    training epoch), JPEGs at their smallest DCT scale since only validity is
+    checked; transparency and significant bits are measured. ``pixels`` is an
+    empty ``(0, 0, 3)`` array.
+
+    Args:
+        data: The file's bytes.
+        min_side: Smallest accepted width or height, in pixels.
+        max_pixels: Largest accepted width x height, checked on the header.
+        options: Decoding rules (for the significant-bits rule).
+
+    Returns:
+        The decoded image's description (no pixels).
+
+    Raises:
+        InvalidImageError: With a human-readable reason.
+    """
+    with _open(data, max_pixels) as image:
+        header = _header(image)
+        if min(header.width, header.height) < min_side:
+            raise InvalidImageError(
+                f"image too small: {header.width}x{header.height}, "
+                f"the smallest side must be at least {min_side} px"
+            )
+        if header.format in ("JPEG", "MPO"):
+            image.draft(None, (1, 1))
+        _load(image)
+        transparency = _has_transparency(image)
+        bits, significant, source = _significant_bits(image, data, options)
+    return DecodedImage(
+        pixels=np.zeros((0, 0, CHANNELS), np.float32),
+        header=header,
+        transparency=transparency,
+        bit_depth=bits,
+        significant_bits=significant,
+        bit_depth_source=source,
+        notes=_notes(header, transparency, bits, significant, source),
+    )
+
+
+def decode(
+    data: bytes,
+    *,
+    size: int | None = None,
+    options: DecodeOptions = DEFAULT_OPTIONS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedImage:
+    """Decode an image by the rules of this module.
+
+    Args:
+        data: The file's bytes.
+        size: Output height and width in pixels, or ``None`` for the full image.
+        options: Background colour and high-bit-depth rule.
+        max_pixels: Largest accepted width x height, checked on the header.
+
+    Returns:
+        The pixels, ``float32`` ``(h, w, 3)`` (or ``(size, size, 3)``) in [0, 1],
+        and what decoding did.
+
+    Raises:
+        InvalidImageError: For anything that is not a usable image.
+    """
+    with _open(data, max_pixels) as image:
+        header = _header(image)
+        if size is not None and header.format in ("JPEG", "MPO"):
+            image.draft(None, (size, size))  # DCT scaling: both sides stay >= size
+        _load(image)
+        bits, significant, source = _significant_bits(image, data, options)
+        transparency = _has_transparency(image)
+        oriented = ImageOps.exif_transpose(image) if header.orientation != 1 else image
+        pixels = _to_rgb_float(oriented, significant, options.background, size)
+    return DecodedImage(
+        pixels=pixels,
+        header=header,
+        transparency=transparency,
+        bit_depth=bits,
+        significant_bits=significant,
+        bit_depth_source=source,
+        notes=_notes(header, transparency, bits, significant, source),
+    )
+
+
+def decode_batch(
+    images: Sequence[bytes],
+    size: int,
+    *,
+    options: DecodeOptions = DEFAULT_OPTIONS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Decode and resize several images into one model input batch.
+
+    Returns:
+        ``float32`` array ``(n, size, size, 3)`` in [0, 1].
+
+    Raises:
+        InvalidImageError: For the first unusable image, prefixed by its index.
+    """
+    batch = np.zeros((len(images), size, size, CHANNELS), dtype=np.float32)
+    for i, data in enumerate(images):
+        try:
+            batch[i] = decode(data, size=size, options=options, max_pixels=max_pixels).pixels
+        except InvalidImageError as error:
+            raise InvalidImageError(f"image {i}: {error}") from None
+    return batch
+
+
+def preview(
+    data: bytes,
+    max_side: int,
+    *,
+    options: DecodeOptions = DEFAULT_OPTIONS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """An 8-bit RGB thumbnail of what the model sees, for people to look at.
+
+    Args:
+        data: The file's bytes.
+        max_side: Longest side of the thumbnail in pixels (aspect ratio kept).
+        options: Decoding rules (background, bit depth), as for the model.
+        max_pixels: Decompression-bomb guard.
+
+    Returns:
+        A Pillow ``RGB`` image no larger than ``max_side`` on either side.
+
+    Raises:
+        InvalidImageError: For anything that is not a usable image.
+    """
+    pixels = decode(data, options=options, max_pixels=max_pixels).pixels
+    image = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
+    image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return image
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise InvalidImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise InvalidImageError(f"image too large (decompression-bomb guard): {error}") from None
+    except UnidentifiedImageError:
+        raise InvalidImageError(
+            "not an image: Pillow cannot identify the file's format "
+            f"(accepted: {SUPPORTED_FORMAT_NAMES})"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise InvalidImageError(f"corrupt or truncated image: {error}") from None
+    fmt = image.format or "unknown"
+    if fmt == "PNG":
+        _verify_png(data)
+    if fmt not in _ALLOWED_FORMATS:
+        image.close()
+        raise InvalidImageError(
+            f"unsupported image format {fmt}: accepted are {SUPPORTED_FORMAT_NAMES}"
+        )
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise InvalidImageError(
+            f"image too large: {width}x{height} = {width * height:,} pixels "
+            f"exceeds max_pixels={max_pixels:,} (decompression-bomb guard)"
+        )
+    if image.mode == "F" or image.mode.startswith("I;32") or image.mode == "I;16S":
+        image.close()
+        raise InvalidImageError(
+            f"unsupported pixel type {image.mode} (floating-point or signed samples): "
+            "export as 8- or 16-bit unsigned"
+        )
+    return image
+
+
+def _verify_png(data: bytes) -> None:
+    """Check every chunk's CRC (PNG spec, 5.3): Pillow's decoder skips IDAT's."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (OSError, SyntaxError, ValueError, struct.error) as error:
+        raise InvalidImageError(f"corrupt or truncated image: {error}") from None
+
+
+def _load(image: Image.Image) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+    except Image.DecompressionBombError as error:
+        raise InvalidImageError(f"image too large (decompression-bomb guard): {error}") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as error:
+        raise InvalidImageError(f"corrupt or truncated image: {error}") from None
+
+
+def _header(image: Image.Image) -> ImageHeader:
+    orientation = _orientation(image)
+    width, height = image.size
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        width, height = height, width
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    return ImageHeader(
+        format=image.format or "unknown",
+        mode=image.mode,
+        width=width,
+        height=height,
+        orientation=orientation,
+        frames=frames,
+    )
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block: the pixels are still usable
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _has_transparency(image: Image.Image) -> bool:
+    if not image.has_transparency_data:
+        return False
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        low, _ = image.getchannel("A").getextrema()
+        return low < 255
+    return True  # palette or colour-key transparency (tRNS), a declared transparent colour
+
+
+def _significant_bits(
+    image: Image.Image, data: bytes, options: DecodeOptions
+) -> tuple[int, int, str]:
+    """Bits per stored sample, bits used for scaling, and where the latter came from."""
+    if image.mode == "1":
+        return 1, 1, "container"
+    if not image.mode.startswith("I"):
+        bits = int(image.info.get("bits", 8)) if image.mode in ("L", "P") else 8
+        return bits, 8, "container"  # Pillow scales 1/2/4-bit PNG samples to 8 bits
+    largest = int(image.getextrema()[1])
+    sbit = _png_sbit(data) if image.format == "PNG" else None
+    if sbit is not None and 0 < sbit < 16 and largest < 2**sbit:
+        return 16, sbit, "sBIT"  # unscaled samples in the low bits, as the chunk says
+    if sbit is not None or options.high_bit_depth == "full_range":
+        return 16, 16, "sBIT" if sbit is not None else "container"
+    for bits in _AUTO_BIT_DEPTHS:
+        if largest < 2**bits:
+            return 16, bits, "detected"
+    return 16, 16, "container"
+
+
+def _png_sbit(data: bytes) -> int | None:
+    """The greyscale significant bits of a PNG's ``sBIT`` chunk, if any (before IDAT)."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    offset = len(_PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        if kind == b"sBIT" and length >= 1:
+            return max(data[offset + 8 : offset + 8 + min(length, 2)])  # grey (+ alpha)
+        offset += 12 + length
+    return None
+
+
+def _to_rgb_float(
+    image: Image.Image, significant_bits: int, background: Background, size: int | None
+) -> np.ndarray:
+    if image.mode.startswith("I"):
+        return _high_bit_depth_rgb(image, significant_bits, background, size)
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        canvas.alpha_composite(rgba)
+        rgb = canvas.convert("RGB")
+    else:
+        rgb = image.convert("RGB")
+    if size is not None and rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.float32) / np.float32(255)
+
+
+def _high_bit_depth_rgb(
+    image: Image.Image, significant_bits: int, background: Background, size: int | None
+) -> np.ndarray:
+    values = np.asarray(image, dtype=np.float32)
+    scale = np.float32(2**significant_bits - 1)
+    grey = np.clip(values / scale, 0.0, 1.0)
+    key = image.info.get("transparency")
+    if isinstance(key, int):  # a tRNS grey value: those pixels are transparent
+        shade = np.float32(np.mean(background) / 255)
+        grey = np.where(values == key, shade, grey)
+    channel = Image.fromarray(grey, mode="F")
+    if size is not None and channel.size != (size, size):
+        channel = channel.resize((size, size), Image.Resampling.BILINEAR)
+    single = np.clip(np.asarray(channel, dtype=np.float32), 0.0, 1.0)
+    return np.repeat(single[:, :, np.newaxis], CHANNELS, axis=2)
+
+
+def _notes(
+    header: ImageHeader, transparency: bool, bits: int, significant: int, source: str
+) -> tuple[str, ...]:
+    notes = []
+    if header.orientation != 1:
+        notes.append(f"EXIF orientation {header.orientation} applied")
+    if transparency:
+        notes.append("transparency composited onto the background")
+    if bits == 16:
+        how = {"sBIT": "from the PNG's sBIT chunk", "detected": "detected from the values"}
+        notes.append(
+            f"{significant}-bit data in a 16-bit image ({how[source]})"
+            if significant < 16
+            else "16-bit samples"
+        )
+    if header.format == "MPO":
+        notes.append(f"MPO: the primary JPEG frame of {header.frames}")
+    elif header.frames > 1:
+        notes.append(f"{header.frames} frames or pages: only the first is used")
+    return tuple(notes)
