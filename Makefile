@@ -22,7 +22,7 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-stacks prometheus postgresql chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-decoding bench-stacks prometheus postgresql chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -111,6 +111,9 @@ bench: setup ## Print ingestion, training, promotion, rollback and run.py timing
 
 bench-serving: setup ## Benchmark the Seldon endpoint against mlflow models serve
 	@$(PY) benchmarks/bench_serving.py
+
+bench-decoding: setup ## Old vs new image decoding: images/s, pixel differences, unchanged predictions
+	@$(PY) benchmarks/bench_decoding.py
 
 bench-stacks: setup airflow-venv ## Time the same cold python run.py on the embedded and production stacks
 	@$(PY) benchmarks/bench_stacks.py

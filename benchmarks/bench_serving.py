@@ -6,13 +6,25 @@ Everything runs on loopback with bounded request counts:
     python benchmarks/bench_serving.py --requests 600 --soak 10000   # the same, spelled out
 
 Prints, for each server: single-image latency p50/p99 and requests/s at
-concurrency 1, 8 and 32, images/s for batches of 64, and the server's peak
-memory (RSS of its whole process tree); then a soak of N requests at
-concurrency 16 (5xx count, memory growth). The model is a Clearsight model
+concurrency 1, 8 and 32, images/s for batches of 64; then a soak of N requests
+at concurrency 16 (5xx count, memory growth); then the memory of each server's
+whole process tree with one worker each: number of processes, how many map
+TensorFlow, peak and steady RSS and PSS. The model is a Clearsight model
 trained briefly on the bundled digits (the figures are about serving, not
 accuracy). Targets from issue #4: at least 2x MLflow's throughput, p99 under
 50 ms at concurrency 8, 10,000 requests at concurrency 16 with zero 5xx and
-no memory growth beyond 10%.
+no memory growth beyond 10%; from issue #11: the endpoint's memory at most
+MLflow's.
+
+Memory: RSS counts a page shared by several processes (TensorFlow's libraries,
+pages inherited through fork) once per process; PSS (``Pss`` of
+``/proc/<pid>/smaps_rollup``) divides each page among the processes mapping
+it, so the tree's PSS counts shared pages once. Peak: the highest sum over the
+tree, sampled every 0.25 s from start-up to the end of the load; steady: after
+the load, idle for 2 s. The servers run one after the other, and the model is
+trained in a child process, so that no other process of the benchmark maps
+TensorFlow and shares (lowers) the servers' PSS; other TensorFlow processes on
+the machine still do.
 """
 
 from __future__ import annotations
@@ -49,12 +61,50 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tree_rss(pid: int) -> int:
+def pss(pid: int) -> int:
+    """Proportional set size of one process, in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def maps_tensorflow(pid: int) -> bool:
+    """Whether the process has TensorFlow's native library mapped."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return any("libtensorflow" in line for line in maps)
+    except OSError:
+        return False
+
+
+def tree(pid: int) -> list[psutil.Process]:
     try:
         root = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return []
+
+
+def tree_memory(pid: int) -> tuple[int, int, int]:
+    """(processes, RSS, PSS) of the whole process tree under ``pid``."""
+    processes = rss = total_pss = 0
+    for process in tree(pid):
+        try:
+            rss += process.memory_info().rss
+        except psutil.Error:
+            continue
+        processes += 1
+        total_pss += pss(process.pid)
+    return processes, rss, total_pss
+
+
+def tree_rss(pid: int) -> int:
+    return tree_memory(pid)[1]
 
 
 class Server:
@@ -77,17 +127,34 @@ class Server:
         else:
             self.stop()
             sys.exit(f"server did not start: {argv}")
-        self.peak = 0
+        self.peak = 0  # RSS
+        self.peak_pss = 0
+        self.peak_processes = 0
         self._watch = True
         threading.Thread(target=self._sample, daemon=True).start()
 
     def _sample(self) -> None:
         while self._watch:
-            self.peak = max(self.peak, tree_rss(self.process.pid))
-            time.sleep(0.2)
+            processes, rss, total_pss = tree_memory(self.process.pid)
+            self.peak = max(self.peak, rss)
+            self.peak_pss = max(self.peak_pss, total_pss)
+            self.peak_processes = max(self.peak_processes, processes)
+            time.sleep(0.25)
 
     def rss(self) -> int:
         return tree_rss(self.process.pid)
+
+    def memory(self) -> dict[str, int]:
+        """The tree now, with the peaks so far."""
+        processes, rss, total_pss = tree_memory(self.process.pid)
+        return {
+            "processes": processes,
+            "tensorflow": sum(maps_tensorflow(p.pid) for p in tree(self.process.pid)),
+            "peak_rss": max(self.peak, rss),
+            "peak_pss": max(self.peak_pss, total_pss),
+            "rss": rss,
+            "pss": total_pss,
+        }
 
     def stop(self) -> None:
         self._watch = False
@@ -152,12 +219,8 @@ def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=600, help="requests per level")
-    parser.add_argument("--soak", type=int, default=10000, help="soak requests at c=16")
-    args = parser.parse_args()
-
+def prepare(work: Path) -> None:
+    """Train the model and write both servers' model folders and the inputs (child process)."""
     import numpy as np
     import tensorflow as tf
 
@@ -166,45 +229,108 @@ def main() -> None:
     from clearsight.preprocess import make_dataset, preprocess_batch
     from clearsight.sample_data import write_digits
     from clearsight.serving import ServingConfig, export_model_dir
+
+    tf.keras.utils.set_random_seed(0)
+    write_digits(work / "digits")
+    manifest, _ = build_manifest(work / "digits")
+    index = manifest.label_index()
+    items = [(r.uri, index[r.label]) for r in manifest.split("train")]
+    data = make_dataset(
+        items, lambda u: Path(u).read_bytes(), image_size=32, batch_size=32, training=True
+    )
+    model = build_model(10, image_size=32)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(data, epochs=3, verbose=0)
+    model = with_temperature(model, 1.0)
+    export_model_dir(
+        model, ServingConfig("bench", "1", manifest.classes, 32), work / "seldon-model"
+    )
+    images = [Path(r.uri).read_bytes() for r in manifest.split("test")[:64]]
+    (work / "images").mkdir()
+    for i, image in enumerate(images):
+        (work / "images" / f"{i:02d}.png").write_bytes(image)
+    tensors = preprocess_batch(images, 32)
+    np.save(work / "tensors.npy", tensors)
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    mlflow.tensorflow.save_model(
+        model,
+        str(work / "mlflow-model"),
+        signature=infer_signature(tensors[:1], model.predict(tensors[:1], verbose=0)),
+    )
+
+
+def bench(name: str, server: Server, url: str, single: list[str], batch: list[str], n: int):
+    """Throughput at concurrency 1, 8, 32 and with batches of 64; returns c=8's figures."""
+    results = {}
+    load(url, single, 4, 50)  # warm up
+    for concurrency in (1, 8, 32):
+        r = load(url, single, concurrency, n)
+        results[concurrency] = r
+        print(
+            f"{name:7s} c={concurrency:<3d} {r['rps']:7.1f} req/s"
+            f"  p50 {r['p50_ms']:6.1f} ms"
+            f"  p99 {r['p99_ms']:6.1f} ms  5xx {r['errors_5xx']}"
+            f"  no answer {r['connection_errors']}",
+            flush=True,
+        )
+    b = load(url, batch, 1, 50)
+    print(f"{name:7s} batch of 64: {64 * b['rps']:7.1f} images/s", flush=True)
+    return results[8]
+
+
+def steady(server: Server) -> dict[str, int]:
+    time.sleep(2)
+    return server.memory()
+
+
+def mib(value: int) -> str:
+    return f"{value / 2**20:,.0f} MiB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=600, help="requests per level")
+    parser.add_argument("--soak", type=int, default=10000, help="soak requests at c=16")
+    parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)  # the child's job
+    args = parser.parse_args()
+    if args.prepare:
+        prepare(args.prepare)
+        return
+
+    import numpy as np
+
     from stack.seldon.service import microservice_command
 
     work = Path(tempfile.mkdtemp(prefix="clearsight-serving-bench-"))
     servers: list[Server] = []
+    memory: dict[str, dict[str, int]] = {}
+    c8: dict[str, dict[str, float]] = {}
     try:
-        write_digits(work / "digits")
-        manifest, _ = build_manifest(work / "digits")
-        index = manifest.label_index()
-        items = [(r.uri, index[r.label]) for r in manifest.split("train")]
-        data = make_dataset(
-            items, lambda u: Path(u).read_bytes(), image_size=32, batch_size=32, training=True
+        # Trained in a child: this process must not map TensorFlow (it would share,
+        # and so lower, the servers' PSS).
+        subprocess.run(
+            [sys.executable, __file__, "--prepare", str(work)],
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        model = build_model(10, image_size=32)
-        model.compile("adam", "sparse_categorical_crossentropy")
-        model.fit(data, epochs=3, verbose=0)
-        model = with_temperature(model, 1.0)
-        folder = export_model_dir(
-            model, ServingConfig("bench", "1", manifest.classes, 32), work / "seldon-model"
-        )
-        images = [Path(r.uri).read_bytes() for r in manifest.split("test")[:64]]
-        tensors = preprocess_batch(images, 32)
-
-        import mlflow
-        from mlflow.models import infer_signature
-
-        mlflow_dir = work / "mlflow-model"
-        mlflow.tensorflow.save_model(
-            model,
-            str(mlflow_dir),
-            signature=infer_signature(tensors[:1], model.predict(tensors[:1], verbose=0)),
-        )
+        tensors = np.load(work / "tensors.npy")
+        images = [p.read_bytes() for p in sorted((work / "images").glob("*.png"))]
 
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}; model: small CNN, 32x32x3, 10 classes"
+            f"{platform.python_version()}; model: small CNN, 32x32x3, 10 classes",
+            flush=True,
         )
-        results = {}
         http = free_port()
-        env = {**os.environ, "CLEARSIGHT_MODEL_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "CLEARSIGHT_MODEL_DIR": str(work / "seldon-model"),
+            "PYTHONPATH": str(ROOT),
+        }
         seldon = Server(
             microservice_command(http, free_port(), free_port(), workers=1),
             env,
@@ -215,6 +341,28 @@ def main() -> None:
         seldon_single = [json.dumps({"data": {"ndarray": t[None].tolist()}}) for t in tensors]
         seldon_png = [json.dumps({"binData": base64.b64encode(i).decode()}) for i in images]
         seldon_batch = [json.dumps({"data": {"ndarray": tensors.tolist()}})]
+        c8["seldon"] = bench(
+            "seldon", seldon, seldon_url, seldon_single, seldon_batch, args.requests
+        )
+        r = load(seldon_url, seldon_png, 8, args.requests)
+        print(
+            f"seldon  c=8 PNG binData (decode+preprocess in server): {r['rps']:.1f} req/s, "
+            f"p99 {r['p99_ms']:.1f} ms",
+            flush=True,
+        )
+        memory["seldon"] = steady(seldon)
+        before = seldon.rss()
+        soak = load(seldon_url, seldon_png, 16, args.soak)
+        after = seldon.rss()
+        print(
+            f"seldon  soak {args.soak} requests c=16: 5xx {soak['errors_5xx']}, "
+            f"no answer {soak['connection_errors']}, "
+            f"{soak['rps']:.1f} req/s, RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB "
+            f"({100 * (after - before) / before:+.1f}%)",
+            flush=True,
+        )
+        memory["seldon"].update({k: v for k, v in seldon.memory().items() if k.startswith("peak")})
+        seldon.stop()
 
         port = free_port()
         mlflow_server = Server(
@@ -223,7 +371,7 @@ def main() -> None:
                 "models",
                 "serve",
                 "-m",
-                str(mlflow_dir),
+                str(work / "mlflow-model"),
                 "-h",
                 "127.0.0.1",
                 "-p",
@@ -240,44 +388,31 @@ def main() -> None:
         mlflow_url = f"http://127.0.0.1:{port}/invocations"
         mlflow_single = [json.dumps({"inputs": t[None].tolist()}) for t in tensors]
         mlflow_batch = [json.dumps({"inputs": tensors.tolist()})]
+        c8["mlflow"] = bench(
+            "mlflow", mlflow_server, mlflow_url, mlflow_single, mlflow_batch, args.requests
+        )
+        memory["mlflow"] = steady(mlflow_server)
+        mlflow_server.stop()
 
-        for name, url, single, batch in (
-            ("seldon", seldon_url, seldon_single, seldon_batch),
-            ("mlflow", mlflow_url, mlflow_single, mlflow_batch),
-        ):
-            load(url, single, 4, 50)  # warm up
-            for concurrency in (1, 8, 32):
-                r = load(url, single, concurrency, args.requests)
-                results[(name, concurrency)] = r
-                print(
-                    f"{name:7s} c={concurrency:<3d} {r['rps']:7.1f} req/s"
-                    f"  p50 {r['p50_ms']:6.1f} ms"
-                    f"  p99 {r['p99_ms']:6.1f} ms  5xx {r['errors_5xx']}"
-                    f"  no answer {r['connection_errors']}"
-                )
-            b = load(url, batch, 1, 50)
-            print(f"{name:7s} batch of 64: {64 * b['rps']:7.1f} images/s")
-        r = load(seldon_url, seldon_png, 8, args.requests)
+        print("memory of the whole process tree, 1 worker each (PSS: shared pages once):")
         print(
-            f"seldon  c=8 PNG binData (decode+preprocess in server): {r['rps']:.1f} req/s, "
-            f"p99 {r['p99_ms']:.1f} ms"
+            f"  {'server':7s} {'processes':>9s} {'with TF':>7s} {'peak RSS':>10s} "
+            f"{'peak PSS':>10s} {'steady RSS':>10s} {'steady PSS':>10s}"
         )
-        before = seldon.rss()
-        soak = load(seldon_url, seldon_png, 16, args.soak)
-        after = seldon.rss()
+        for name, m in memory.items():
+            print(
+                f"  {name:7s} {m['processes']:>9d} {m['tensorflow']:>7d} "
+                f"{mib(m['peak_rss']):>10s} {mib(m['peak_pss']):>10s} "
+                f"{mib(m['rss']):>10s} {mib(m['pss']):>10s}"
+            )
         print(
-            f"seldon  soak {args.soak} requests c=16: 5xx {soak['errors_5xx']}, "
-            f"no answer {soak['connection_errors']}, "
-            f"{soak['rps']:.1f} req/s, RSS {before / 2**20:.0f} -> {after / 2**20:.0f} MiB "
-            f"({100 * (after - before) / before:+.1f}%)"
+            f"peak RSS: seldon {mib(memory['seldon']['peak_rss'])}, "
+            f"mlflow {mib(memory['mlflow']['peak_rss'])}; "
+            f"peak PSS: seldon {mib(memory['seldon']['peak_pss'])}, "
+            f"mlflow {mib(memory['mlflow']['peak_pss'])}"
         )
-        print(
-            f"peak RSS: seldon {seldon.peak / 2**20:.0f} MiB, "
-            f"mlflow {mlflow_server.peak / 2**20:.0f} MiB"
-        )
-        ratio = results[("seldon", 8)]["rps"] / results[("mlflow", 8)]["rps"]
+        ratio = c8["seldon"]["rps"] / c8["mlflow"]["rps"]
         print(f"throughput ratio seldon/mlflow at c=8: {ratio:.2f}x")
-        del np, tf
     finally:
         for server in servers:
             server.stop()

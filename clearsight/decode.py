@@ -435,10 +435,13 @@ def _orientation(image: Image.Image) -> int:
 def _has_transparency(image: Image.Image) -> bool:
     if not image.has_transparency_data:
         return False
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        low, _ = image.getchannel("A").getextrema()
-        return low < 255
-    return True  # palette or colour-key transparency (tRNS), a declared transparent colour
+    if image.mode.startswith("I"):  # a tRNS grey value on 16-bit samples
+        key = image.info.get("transparency")
+        return isinstance(key, int) and bool((np.asarray(image) == key).any())
+    # Alpha channel, palette or colour-key tRNS: transparent only if a pixel is.
+    alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA")
+    low, _ = (alpha.getchannel("A") if alpha.mode == "RGBA" else alpha).getextrema()
+    return low < 255
 
 
 def _significant_bits(
@@ -488,7 +491,7 @@ def _to_rgb_float(
         canvas.alpha_composite(rgba)
         rgb = canvas.convert("RGB")
     else:
-        rgb = image.convert("RGB")
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy
     if size is not None and rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.float32) / np.float32(255)

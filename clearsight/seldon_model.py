@@ -4,7 +4,7 @@ Run by the real seldon-core microservice::
 
     CLEARSIGHT_MODEL_DIR=/path/to/model-folder \
     seldon-core-microservice clearsight.seldon_model.ImageClassifier \
-        --service-type MODEL --http-port 9000 --grpc-port 9500 --metrics-port 6000
+        --service-type MODEL --http-port 8000 --grpc-port 11000 --metrics-port 10000
 
 The folder holds ``model.keras`` (calibrated; the temperature is inside) and
 ``serving.json`` (see :class:`clearsight.serving.ServingConfig`). TensorFlow is
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,12 @@ from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.metrics import SeldonMetrics
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
+from clearsight.decode import InvalidImageError, decode_batch
 from clearsight.serving import (
     MODEL_FILE,
     BadRequestError,
     ServingConfig,
+    is_seldon_message,
     parse_request,
     response_meta,
     shape_answers,
@@ -38,6 +41,7 @@ from clearsight.serving import (
 
 MODEL_DIR_ENV = "CLEARSIGHT_MODEL_DIR"
 PREDICTION_PATHS = ("/api/v1.0/predictions", "/api/v0.1/predictions", "/predict")
+_LOAD_LOCK = threading.Lock()  # the gRPC process loads on its first calls, in threads
 
 # seldon-core builds one SeldonMetrics (its custom-metrics store, shared by the
 # workers) in main() after importing this module, and gives it only to its
@@ -146,7 +150,14 @@ def _error_blueprint(max_request_bytes: int) -> Blueprint:
 
 
 class ImageClassifier:
-    """Seldon model: binData, jsonData and data.ndarray in; per-image answers out."""
+    """Seldon model: binData, jsonData and data (ndarray, tensor, tftensor) in; answers out.
+
+    Serves both of seldon-core's transports with the same answers: REST (a
+    JSON request, a JSON answer) and gRPC (a ``SeldonMessage`` in, a
+    ``SeldonMessage`` out). A request the model cannot take is a 400 over REST
+    (``status.info`` says why) and ``INVALID_ARGUMENT`` with the same message
+    over gRPC; both are counted in ``clearsight_rejected_total{reason}``.
+    """
 
     def __init__(self, model_dir: str | None = None) -> None:
         folder = model_dir or os.environ.get(MODEL_DIR_ENV)
@@ -159,14 +170,21 @@ class ImageClassifier:
         self.config = ServingConfig.load(self.model_dir)
         self.model = None
         self.infer = None
-        self.preprocess = None
         self.model_error_handler = _error_blueprint(self.config.max_request_bytes)
+        _grpc_errors_as_status_codes()
 
     def load(self) -> None:
-        """Import TensorFlow and load the model (called in each worker)."""
-        import tensorflow as tf
+        """Import TensorFlow and load the model, once (called in each worker).
 
-        from clearsight.preprocess import preprocess_batch
+        Thread-safe: the gRPC server process loads on its first request, which
+        may come from several threads at once (see :mod:`stack.seldon.launch`).
+        """
+        with _LOAD_LOCK:
+            if self.model is None:
+                self._load()
+
+    def _load(self) -> None:
+        import tensorflow as tf
 
         model = tf.keras.models.load_model(self.model_dir / MODEL_FILE, compile=False)
         size = self.config.image_size
@@ -181,20 +199,42 @@ class ImageClassifier:
             return model(batch, training=False)
 
         infer(tf.zeros((1, size, size, 3)))  # trace once, before the first request
-        self.model = model
         self.infer = infer
-        self.preprocess = preprocess_batch
+        self.model = model  # last: predict_raw loads while it is None
 
-    def predict_raw(self, request: Any) -> dict[str, Any]:
-        """Answer one Seldon v1 request; bad input raises a 400 with the reason."""
+    def predict_raw(self, request: Any) -> Any:
+        """Answer one Seldon v1 request, REST or gRPC.
+
+        Args:
+            request: A JSON dict (REST) or a ``SeldonMessage`` protobuf (gRPC:
+                seldon-core hands ``predict_raw`` the message as it arrived).
+
+        Returns:
+            The answer in the request's kind: a dict for a dict, a
+            ``SeldonMessage`` for a ``SeldonMessage`` (built with
+            ``seldon_core.utils.json_to_seldon_message``). Over gRPC the custom
+            metrics are recorded here rather than carried in ``meta.metrics``:
+            protobuf's JSON mapping drops zero values, which seldon-core's
+            metrics update cannot read.
+
+        Raises:
+            SeldonMicroserviceException: status 400 with the reason for input
+                the model cannot take (see :func:`clearsight.serving.parse_request`);
+                over gRPC it becomes ``INVALID_ARGUMENT`` (see
+                :func:`_grpc_errors_as_status_codes`).
+        """
         if self.model is None:
             self.load()
         started = time.perf_counter()
+        is_proto = is_seldon_message(request)
         try:
             kind, payload = parse_request(request, self.config)
             batch = self._preprocess(payload) if kind == "images" else payload
         except BadRequestError as error:
-            _set_reject_reason(error.reason)
+            if is_proto:
+                count_rejected(error.reason)  # no Flask request to count it after
+            else:
+                _set_reject_reason(error.reason)
             raise SeldonMicroserviceException(
                 str(error), status_code=400, reason="BAD_REQUEST"
             ) from None
@@ -229,28 +269,32 @@ class ImageClassifier:
             )
             if answer["uncertain"]:
                 metrics.append({"type": "COUNTER", "key": "clearsight_uncertain_total", "value": 1})
-        return {
+        answer = {
             "jsonData": {"predictions": answers, "input": kind},
             "meta": {"tags": response_meta(self.config), "metrics": metrics},
         }
+        if not is_proto:
+            return answer
+        from seldon_core.utils import json_to_seldon_message
+
+        _record_metrics(answer["meta"].pop("metrics"))
+        return json_to_seldon_message(answer)
 
     def _preprocess(self, images: list[bytes]) -> np.ndarray:
-        """Decode and resize with TensorFlow; its refusal is the client's error (400).
+        """Decode and resize with the platform's decoder, by the training data's rules.
 
-        Pillow has already accepted each image, but TensorFlow's decoders are
-        stricter (for example about a PNG chunk's checksum).
+        Raises:
+            BadRequestError: An image the decoder refuses (the reason names it).
         """
-        import tensorflow as tf
-
         try:
-            return self.preprocess(images, self.config.image_size)
-        except (tf.errors.InvalidArgumentError, ValueError) as error:
-            message = getattr(error, "message", None) or str(error)
-            reason = message.strip().splitlines()[-1].split("}}")[-1].strip() or "decode error"
-            raise BadRequestError(
-                f"image could not be decoded by the model's preprocessing: {reason}",
-                "decode_error",
-            ) from None
+            return decode_batch(
+                images,
+                self.config.image_size,
+                options=self.config.decode_options,
+                max_pixels=self.config.max_pixels,
+            )
+        except InvalidImageError as error:
+            raise BadRequestError(str(error), "invalid_image") from None
 
     def health_status_raw(self) -> dict[str, Any]:
         """Seldon's /health/status: ready once the model is loaded."""
@@ -267,6 +311,8 @@ class ImageClassifier:
                 {"messagetype": "binData"},  # one JPEG or PNG, base64
                 {"messagetype": "jsonData", "schema": {"images": "list of base64 images"}},
                 {"messagetype": "tensor", "schema": {"shape": [-1, size, size, 3]}},
+                {"messagetype": "ndarray", "schema": {"shape": [-1, size, size, 3]}},
+                {"messagetype": "tftensor", "schema": {"shape": [-1, size, size, 3]}},
             ],
             "outputs": [{"messagetype": "jsonData", "schema": {"classes": self.config.classes}}],
         }
@@ -276,3 +322,56 @@ def _set_reject_reason(reason: str) -> None:
     """Tell the rejection counter why (outside a Flask request: nothing to do)."""
     with contextlib.suppress(RuntimeError):  # no application context (gRPC, tests)
         g.clearsight_reject_reason = reason
+
+
+# gRPC status for a SeldonMicroserviceException's HTTP status (the mapping of
+# https://github.com/grpc/grpc/blob/master/doc/http-grpc-status-mapping.txt, read
+# from HTTP to gRPC as Google's APIs do: 400 -> INVALID_ARGUMENT, 413 -> RESOURCE_EXHAUSTED).
+GRPC_STATUS_FOR_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "RESOURCE_EXHAUSTED",
+    415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+}
+
+
+def _grpc_errors_as_status_codes() -> None:
+    """Make seldon-core's gRPC ``Predict`` answer a refused request with its status code.
+
+    seldon-core 1.19 lets any exception out of the servicer, so gRPC reports
+    ``UNKNOWN`` with "Exception calling application" for a client's mistake
+    (it has no gRPC counterpart of the REST error handler). This wraps
+    ``seldon_core.wrapper.SeldonModelGRPC.Predict``: a
+    ``SeldonMicroserviceException`` aborts the call with the status code for its
+    HTTP status (``INVALID_ARGUMENT`` for 400) and its message as the details;
+    any other exception is left to seldon-core (``UNKNOWN``). Idempotent.
+    """
+    from seldon_core import wrapper
+
+    servicer = wrapper.SeldonModelGRPC
+    if getattr(servicer, "_clearsight_status_codes", False):
+        return
+    predict = servicer.Predict
+
+    def Predict(self: Any, request_grpc: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        try:
+            return predict(self, request_grpc, context)
+        except SeldonMicroserviceException as error:
+            import grpc
+
+            code = GRPC_STATUS_FOR_HTTP.get(error.status_code, "UNKNOWN")
+            context.abort(getattr(grpc.StatusCode, code), str(error.message))
+
+    servicer.Predict = Predict
+    servicer._clearsight_status_codes = True
+
+
+def _record_metrics(metrics: list[dict[str, Any]]) -> None:
+    """Record custom metrics in seldon-core's store (for gRPC answers)."""
+    if not _SELDON_METRICS:
+        return
+    with contextlib.suppress(Exception):  # a metric must never break an answer
+        _SELDON_METRICS[0].update(metrics, "predict")

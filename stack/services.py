@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import shlex
@@ -71,10 +72,15 @@ def _http_get(url: str, timeout: float = 3.0) -> bytes:
         return response.read()
 
 
+# What a probe of a port may raise besides a refused connection: a server that
+# is not HTTP/1 (a gRPC server answers with an HTTP/2 frame: BadStatusLine).
+PROBE_ERRORS = (OSError, urllib.error.URLError, ValueError, http.client.HTTPException)
+
+
 def _answers(url: str, healthy: Callable[[bytes], bool]) -> bool:
     try:
         return healthy(_http_get(url))
-    except (OSError, urllib.error.URLError, ValueError):
+    except PROBE_ERRORS:
         return False
 
 
@@ -99,7 +105,7 @@ def airflow_health(airflow_url: str) -> list[str] | None:
         )
     except (OSError, urllib.error.URLError):
         return None
-    except ValueError:
+    except (ValueError, http.client.HTTPException):
         return list(AIRFLOW_PARTS)  # it answered, but not with Airflow's health JSON
 
 
@@ -130,6 +136,42 @@ def _port(url: str) -> int:
 def _port_taken(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def port_holder(port: int) -> str:
+    """Who listens on a local TCP port, for messages ("" when it cannot be told)."""
+    try:
+        import psutil
+
+        for connection in psutil.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
+                if not connection.pid:
+                    return ""
+                process = psutil.Process(connection.pid)
+                command = " ".join(process.cmdline()) or process.name()
+                if "stack.seldon.launch" in command or "seldon-core-microservice" in command:
+                    return f"a Clearsight prediction endpoint (pid {process.pid})"
+                return f"pid {process.pid}: {command[:120]}"
+    except Exception:  # noqa: BLE001 - best effort: no permission, process gone
+        return ""
+    return ""
+
+
+def port_taken_message(port: int, description: str) -> str:
+    """The error for a service whose port another program holds: who, and the fix."""
+    holder = port_holder(port)
+    fix = "Stop it, or choose another port: see python -m stack.services env"
+    if holder.startswith("a Clearsight prediction endpoint"):
+        fix = (
+            "Endpoints started by older code took this port for gRPC: stop them with "
+            "make serve-stop (the next deploy picks ports that avoid it), then run "
+            "make services again"
+        )
+    return (
+        f"Port {port} for the {description} is taken by another program"
+        + (f" ({holder})" if holder else "")
+        + f". {fix}"
+    )
 
 
 class Services:
@@ -180,11 +222,7 @@ class Services:
             else:
                 port = _port(url)
                 if _port_taken(port) and self._pid(name) is None:
-                    raise ServiceError(
-                        f"Port {port} for the {service.description} is taken by another "
-                        f"program. Stop it, or choose another port: see "
-                        f"python -m stack.services env"
-                    )
+                    raise ServiceError(port_taken_message(port, service.description))
                 if self._pid(name) is None:
                     self._spawn(name, *self._command(name))
             self._wait_healthy(name)

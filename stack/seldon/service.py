@@ -59,6 +59,101 @@ STOP_GRACE = 30  # seconds gunicorn gets to finish in-flight requests on a grace
 PID_FILE_WAIT = 15  # seconds to wait for the daemon to write its PID file
 ANY_HOSTS = {"0.0.0.0", "::", ""}  # noqa: S104 - bind addresses, not connected to
 
+# Every port another program of the platform is documented to use (README,
+# *Services and ports*, plus the Prometheus ecosystem's defaults that come
+# next). No endpoint port is ever chosen among them, so that a deploy cannot
+# take, say, the production S3 port before `make services` starts S3. The one
+# list of them: add a service's port here when it gets one.
+RESERVED_PORTS: frozenset[int] = frozenset(
+    {
+        3000,  # Grafana (docker-compose)
+        5000,  # MLflow tracking server (production stack)
+        5001,  # MLflow UI on the embedded stack's store (make mlflow-ui)
+        5432,  # PostgreSQL (docker-compose)
+        8080,  # Airflow API server and UI
+        8237,  # ZenML server and dashboard
+        8501,  # Streamlit review app
+        8502,  # review app metrics
+        8793,  # Airflow worker log server
+        8794,  # Airflow triggerer log server
+        9000,  # S3 API (moto here, MinIO in docker-compose)
+        9001,  # MinIO console (docker-compose)
+        9090,  # Prometheus
+        9091,  # Prometheus Pushgateway (default port)
+        9093,  # Prometheus Alertmanager (default port)
+    }
+)
+# Where each port of an endpoint is chosen: the first free port of its range
+# that is not reserved. The gRPC and metrics ranges are dedicated (they hold no
+# reserved port and do not overlap); the REST port keeps ZenML's usual start,
+# 8000, and skips the reserved ports inside its range.
+HTTP_PORTS = range(8000, 9000)
+METRICS_PORTS = range(10000, 11000)
+GRPC_PORTS = range(11000, 12000)
+# The production services' URLs can move (stack.settings): their ports are reserved too.
+SERVICE_URL_ENVS = (
+    "CLEARSIGHT_S3_ENDPOINT",
+    "CLEARSIGHT_MLFLOW_URI",
+    "CLEARSIGHT_ZENML_URL",
+    "CLEARSIGHT_AIRFLOW_URL",
+)
+
+
+def reserved_ports() -> frozenset[int]:
+    """:data:`RESERVED_PORTS` plus the ports of the service URLs set in the environment."""
+    from urllib.parse import urlparse
+
+    extra = set()
+    for name in SERVICE_URL_ENVS:
+        with contextlib.suppress(ValueError):
+            port = urlparse(os.environ.get(name, "")).port
+            if port:
+                extra.add(port)
+    return RESERVED_PORTS | extra
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP port can be bound on ``host`` now, by any program.
+
+    Stricter than ZenML's ``port_available``, which binds with ``SO_REUSEPORT``
+    and so reports a port as free while a gRPC server (seldon-core binds with
+    ``grpc.so_reuseport``) listens on it.
+    """
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+def pick_port(
+    ports: range,
+    host: str = "127.0.0.1",
+    preferred: tuple[int | None, ...] = (),
+    taken: set[int] | frozenset[int] = frozenset(),
+) -> int:
+    """The first of ``preferred``, else of ``ports``, that is free and not reserved.
+
+    A preferred port (configured, or used by the previous run) is kept when
+    it is free and neither reserved nor in ``taken``.
+
+    Raises:
+        OSError: Every port of the range is taken or reserved.
+    """
+    avoid = reserved_ports() | set(taken)
+    for port in (*preferred, *ports):
+        if port and port not in avoid and port_free(port, host):
+            return port
+    raise OSError(
+        f"No free TCP port in {ports.start}-{ports.stop - 1} for the seldon-core "
+        f"microservice (reserved ports skipped: {sorted(avoid & set(ports))}); stop "
+        f"servers you no longer need: make serve-stop"
+    )
+
 
 def microservice_command(http_port: int, grpc_port: int, metrics_port: int, workers: int = 1):
     """The seldon-core-microservice command line that serves our model class."""
@@ -97,6 +192,21 @@ class LocalSeldonEndpoint(LocalDaemonServiceEndpoint):
     def prediction_url(self) -> str | None:
         """The Seldon v1 prediction URL."""
         return f"{self.status.uri.rstrip('/')}/{PREDICTION_PATH}" if self.status.uri else None
+
+    def _lookup_free_port(self) -> int:
+        """The REST port: configured, else the previous one, else the first free of 8000-8999.
+
+        As ZenML's own lookup, except that it never picks a reserved port
+        (:data:`RESERVED_PORTS`) unless explicitly configured, and that it
+        sees ports held with ``SO_REUSEPORT`` as taken.
+        """
+        host = self.config.ip_address or "127.0.0.1"
+        if self.config.port:
+            if port_free(self.config.port, host):
+                return self.config.port
+            if not self.config.allocate_port:
+                raise OSError(f"TCP port {self.config.port} is not available.")
+        return pick_port(HTTP_PORTS, host, preferred=(self.status.port,))
 
 
 class LocalSeldonDeploymentConfig(LocalDaemonServiceConfig):
@@ -193,30 +303,24 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
 
         Chosen here, in the process that starts the service, so that they are
         stored with the service (``models describe``, the Prometheus targets
-        file). A restart keeps the previous ports when they are still free.
+        file). gRPC comes from :data:`GRPC_PORTS` (11000-11999), metrics from
+        :data:`METRICS_PORTS` (10000-10999): ranges that hold none of the
+        platform's documented ports (:data:`RESERVED_PORTS`). A configured
+        port is used when free; a restart keeps the previous ports when they
+        are still free and not reserved.
+
+        Raises:
+            OSError: A whole range is taken.
         """
-        from zenml.utils.networking_utils import port_available, scan_for_available_port
-
-        port = self.endpoint.status.port or 8000
         host = client_host(self.config.host)
-        taken = {port}
-
-        def pick(configured: int, previous: int | None, offset: int) -> int:
-            for candidate in (configured, previous):
-                if candidate and candidate not in taken and port_available(candidate, host):
-                    taken.add(candidate)
-                    return candidate
-            for start in (port + offset, 20000):
-                found = scan_for_available_port(start=start, stop=start + 1000)
-                while found and found in taken:
-                    found = scan_for_available_port(start=found + 1, stop=start + 1000)
-                if found:
-                    taken.add(found)
-                    return found
-            raise OSError("No free TCP port for the seldon-core microservice")
-
-        self.status.grpc_port = pick(self.config.grpc_port, self.status.grpc_port, 1000)
-        self.status.metrics_port = pick(self.config.metrics_port, self.status.metrics_port, 2000)
+        taken = {self.endpoint.status.port} - {None}
+        self.status.grpc_port = pick_port(
+            GRPC_PORTS, host, (self.config.grpc_port, self.status.grpc_port), taken
+        )
+        taken.add(self.status.grpc_port)
+        self.status.metrics_port = pick_port(
+            METRICS_PORTS, host, (self.config.metrics_port, self.status.metrics_port), taken
+        )
 
     def _get_daemon_cmd(self) -> tuple[list[str], dict[str, str]]:
         self._pick_ports()  # before the parent writes the service file the daemon reads
