@@ -242,17 +242,7 @@ def inspect(
         if header.format in ("JPEG", "MPO"):
             image.draft(None, (1, 1))
         _load(image)
-        transparency = _has_transparency(image)
-        bits, significant, source = _significant_bits(image, data, options)
-    return DecodedImage(
-        pixels=np.zeros((0, 0, CHANNELS), np.float32),
-        header=header,
-        transparency=transparency,
-        bit_depth=bits,
-        significant_bits=significant,
-        bit_depth_source=source,
-        notes=_notes(header, transparency, bits, significant, source),
-    )
+        return _described(image, data, header, options, pixels=None)
 
 
 def decode(
@@ -282,19 +272,7 @@ def decode(
         if size is not None and header.format in ("JPEG", "MPO"):
             image.draft(None, (size, size))  # DCT scaling: both sides stay >= size
         _load(image)
-        bits, significant, source = _significant_bits(image, data, options)
-        transparency = _has_transparency(image)
-        oriented = ImageOps.exif_transpose(image) if header.orientation != 1 else image
-        pixels = _to_rgb_float(oriented, significant, options.background, size)
-    return DecodedImage(
-        pixels=pixels,
-        header=header,
-        transparency=transparency,
-        bit_depth=bits,
-        significant_bits=significant,
-        bit_depth_source=source,
-        notes=_notes(header, transparency, bits, significant, source),
-    )
+        return _described(image, data, header, options, pixels=size or 0)
 
 
 def decode_batch(
@@ -346,6 +324,36 @@ def preview(
     image = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
     image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return image
+
+
+def _described(
+    image: Image.Image,
+    data: bytes,
+    header: ImageHeader,
+    options: DecodeOptions,
+    pixels: int | None,
+) -> DecodedImage:
+    """Measure a loaded image and, unless ``pixels`` is None, convert it.
+
+    ``pixels``: ``None`` for no pixels (validation), ``0`` for the full image,
+    else the output side in pixels.
+    """
+    bits, significant, source = _significant_bits(image, data, options)
+    transparency = _has_transparency(image)
+    if pixels is None:
+        array = np.zeros((0, 0, CHANNELS), np.float32)
+    else:
+        oriented = ImageOps.exif_transpose(image) if header.orientation != 1 else image
+        array = _to_rgb_float(oriented, significant, options.background, pixels or None)
+    return DecodedImage(
+        pixels=array,
+        header=header,
+        transparency=transparency,
+        bit_depth=bits,
+        significant_bits=significant,
+        bit_depth_source=source,
+        notes=_notes(header, transparency, bits, significant, source),
+    )
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

@@ -59,9 +59,15 @@ def model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def endpoint(model_dir):
+def ports() -> dict[str, int]:
+    """The module's microservice ports (HTTP, gRPC, metrics)."""
+    return {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+
+
+@pytest.fixture(scope="module")
+def endpoint(model_dir, ports):
     folder, _ = model_dir
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = ports["http"], ports["grpc"], ports["metrics"]
     env = {
         **os.environ,
         "CLEARSIGHT_MODEL_DIR": str(folder),
@@ -607,3 +613,77 @@ def test_only_the_processes_that_predict_map_tensorflow(endpoint):
     assert [p.pid for p in idle if _maps_tensorflow(p)] == [], (
         f"processes that never predict map TensorFlow (launcher {launcher.pid})"
     )
+
+
+# seldon-core's own SeldonClient against the same server, over REST and gRPC: every
+# payload it sends (bin_data, ndarray, its default tensor, tftensor) gets the same
+# answers; a refused request is a 400 over REST and INVALID_ARGUMENT over gRPC.
+
+
+@pytest.fixture(scope="module")
+def seldon_endpoints(endpoint, ports) -> dict[str, str]:
+    """``SeldonClient`` addresses of the module's server, per transport."""
+    return {"rest": f"127.0.0.1:{ports['http']}", "grpc": f"127.0.0.1:{ports['grpc']}"}
+
+
+def predict(endpoints: dict, transport: str, **kwargs):
+    from seldon_core.seldon_client import SeldonClient
+
+    client = SeldonClient(microservice_endpoint=endpoints[transport], transport=transport)
+    return client.microservice(method="predict", **kwargs)
+
+
+def probabilities(result) -> np.ndarray:
+    from seldon_core.utils import seldon_message_to_json
+
+    assert result.success, result.msg
+    predictions = seldon_message_to_json(result.response)["jsonData"]["predictions"]
+    return np.array([[p["probabilities"][c] for c in CLASSES] for p in predictions])
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_seldon_client_gets_the_same_answers_for_every_payload(
+    seldon_endpoints, model_dir, digits_dir, transport
+):
+    endpoints = seldon_endpoints
+    _, model = model_dir
+    images = sample_images(digits_dir)[:2]
+    tensor = preprocess_batch(images, 32)
+    expected = model.predict(tensor, verbose=0)
+
+    one = predict(endpoints, transport, bin_data=images[0])
+    np.testing.assert_allclose(probabilities(one), expected[:1], atol=1e-5)
+    for payload_type in ("ndarray", "tensor", "tftensor"):
+        result = predict(endpoints, transport, data=tensor, payload_type=payload_type)
+        np.testing.assert_allclose(probabilities(result), expected, atol=1e-5)
+    default = predict(endpoints, transport, data=tensor)  # SeldonClient's default: tensor
+    np.testing.assert_allclose(probabilities(default), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_seldon_client_gets_a_client_error_with_the_reason(seldon_endpoints, transport):
+    endpoints = seldon_endpoints
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3)).astype(np.float64)
+    result = predict(endpoints, transport, data=pixels, payload_type="tensor")
+    assert not result.success
+    if transport == "grpc":
+        assert "INVALID_ARGUMENT" in result.msg and "divide by 255" in result.msg, result.msg
+    else:
+        assert result.msg == "BAD REQUEST", result.msg
+        assert "divide by 255" in result.response.status.info
+    bad = predict(endpoints, transport, bin_data=b"not an image")
+    assert not bad.success
+    if transport == "grpc":
+        assert "INVALID_ARGUMENT" in bad.msg, bad.msg
+
+
+def test_grpc_rejections_are_counted(seldon_endpoints, ports):
+    endpoints, metrics = seldon_endpoints, ports["metrics"]
+    predict(endpoints, "grpc", data=np.full((1, 32, 32, 3), 2.0), payload_type="ndarray")
+    text = requests.get(f"http://127.0.0.1:{metrics}/metrics", timeout=5).text
+    counted = [
+        line
+        for line in text.splitlines()
+        if line.startswith("clearsight_rejected_total{") and 'reason="tensor_range"' in line
+    ]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1, text[-2000:]
