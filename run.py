@@ -141,6 +141,39 @@ def _check_decoding(decoding: Any, config: Path) -> None:
         ) from None
 
 
+def _check_ingest_options(params: dict[str, Any], config: Path) -> None:
+    """Refuse invalid label aliases or imbalance threshold before anything runs."""
+    from clearsight.dataset import validate_imbalance_ratio
+    from clearsight.layout import validate_label_aliases
+
+    for name, check in (
+        ("label_aliases", validate_label_aliases),
+        ("imbalance_warning_ratio", validate_imbalance_ratio),
+    ):
+        if name in params:
+            try:
+                check(params[name])
+            except ValueError as error:
+                message = f"{config}: parameters.{name} is invalid: {error}"
+                raise PreconditionError(message) from None
+
+
+def _check_ingest_folder(folder: Path, label_aliases: Any) -> None:
+    """Refuse a folder whose layout or labels cannot make a dataset (no image is read)."""
+    from clearsight.layout import scan_folder, validate_class_count
+
+    try:
+        found = scan_folder(folder, label_aliases)
+        validate_class_count(found.labels, str(folder))
+    except DataFolderError as error:
+        raise PreconditionError(str(error)) from error
+    if found.wrappers:
+        click.echo(
+            f"Reading {found.root}: {'/'.join(found.wrappers)}/ wraps the dataset "
+            f"(the only folder of {folder} besides archive metadata)."
+        )
+
+
 def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
     """The ingest pipeline with its options (data folder resolved, catalog URL absolute)."""
     from pipelines import ingest_pipeline
@@ -152,6 +185,8 @@ def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache
     folder = folder.resolve()
     _check_data_dir(folder)
     _check_decoding(params.get("decoding"), config)
+    _check_ingest_options(params, config)
+    _check_ingest_folder(folder, params.get("label_aliases"))
     overrides: dict[str, Any] = {"data_dir": str(folder), "dry_run": dry_run}
     if not params.get("catalog_url") and not os.environ.get(CATALOG_URL_ENV):
         overrides["catalog_url"] = DEFAULT_CATALOG_URL

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,10 +24,12 @@ from clearsight.images import (
     InvalidImageError,
     inspect_image,
 )
-from clearsight.layout import Candidate, Layout, discover
+from clearsight.layout import Candidate, Layout, scan_folder
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT_RATIOS = (0.70, 0.15, 0.15)
+#: Largest-to-smallest class ratio in a split above which the report warns.
+DEFAULT_IMBALANCE_WARNING_RATIO = 10.0
 
 
 class ImageRecord(BaseModel):
@@ -135,6 +137,27 @@ class IngestionReport(BaseModel):
         default_factory=dict,
         description="Kept images by what decoding does to them (DECODING_COUNTS keys).",
     )
+    wrappers: list[str] = Field(
+        default_factory=list,
+        description="Wrapping folders descended into to reach the dataset, outermost first.",
+    )
+    imbalance: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Per split: images of the largest class / images of the smallest "
+        "(classes with no image in the split left out; None below two classes).",
+    )
+    imbalance_warning_ratio: float | None = Field(
+        default=DEFAULT_IMBALANCE_WARNING_RATIO,
+        description="Imbalance ratio above which a split is warned about (None: never).",
+    )
+
+    def imbalance_summary(self) -> str:
+        """The largest-to-smallest class ratio per split, e.g. ``train 2.9, val 1.0``.
+
+        Returns:
+            Comma-separated ratios of the splits that have two classes or more.
+        """
+        return ", ".join(f"{s} {r:.1f}" for s, r in self.imbalance.items() if r is not None)
 
     def decoding_summary(self) -> str:
         """What decoding did to the kept images, e.g. ``3 rotated upright (EXIF orientation)``.
@@ -152,6 +175,10 @@ class IngestionReport(BaseModel):
             f"({self.duplicates} duplicates, {self.conflicts} label conflicts, "
             f"{invalid} invalid or unsupported)"
         )
+        if self.wrappers:
+            line += f"; read from wrapping folder {'/'.join(self.wrappers)}/"
+        if self.imbalance_summary():
+            line += f"; class imbalance (largest/smallest): {self.imbalance_summary()}"
         if self.reviewed:
             merged = self.provenance.get("review", 0)
             line += f"; {merged} of {self.reviewed} expert-reviewed images merged"
@@ -252,6 +279,78 @@ def split_warnings(manifest: DatasetManifest) -> list[str]:
     return warnings
 
 
+def imbalance_ratios(manifest: DatasetManifest) -> dict[str, float | None]:
+    """Per split, the images of its largest class divided by those of its smallest.
+
+    Classes with no image in a split are left out (:func:`split_warnings`
+    names them), so the ratio stays finite.
+
+    Args:
+        manifest: The dataset to measure.
+
+    Returns:
+        ``{split: ratio}`` for every split, rounded to two decimals; None for a
+        split with fewer than two classes.
+    """
+    ratios: dict[str, float | None] = {}
+    for split, per_class in manifest.counts().items():
+        present = [count for count in per_class.values() if count]
+        ratios[split] = round(max(present) / min(present), 2) if len(present) >= 2 else None
+    return ratios
+
+
+def imbalance_warnings(manifest: DatasetManifest, threshold: float | None) -> list[str]:
+    """Name every split whose largest-to-smallest class ratio is above ``threshold``.
+
+    Args:
+        manifest: The dataset to check.
+        threshold: The ratio above which to warn (``imbalance_warning_ratio``);
+            None never warns.
+
+    Returns:
+        One readable warning per imbalanced split, naming both classes.
+    """
+    if threshold is None:
+        return []
+    warnings: list[str] = []
+    counts = manifest.counts()
+    for split, ratio in imbalance_ratios(manifest).items():
+        if ratio is None or ratio <= threshold:
+            continue
+        present = {label: count for label, count in counts[split].items() if count}
+        largest = max(present, key=lambda label: (present[label], label))
+        smallest = min(present, key=lambda label: (present[label], label))
+        warnings.append(
+            f"the {split} split is imbalanced: class '{largest}' has {present[largest]} "
+            f"images, class '{smallest}' {present[smallest]} (ratio {ratio:.1f}, above "
+            f"imbalance_warning_ratio {threshold:g}); add images to the small classes or "
+            "check the per-class recall of the trained model"
+        )
+    return warnings
+
+
+def validate_imbalance_ratio(value: float | None) -> float | None:
+    """Check the ``imbalance_warning_ratio`` option.
+
+    Args:
+        value: A number of at least 1 (a ratio of class sizes), or None to never warn.
+
+    Returns:
+        The value as a float, or None.
+
+    Raises:
+        ValueError: When it is not a number of at least 1.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 1:
+        raise ValueError(
+            "imbalance_warning_ratio must be a number of at least 1 (largest class / "
+            f"smallest class in a split, e.g. 10), or null to never warn; got {value!r}"
+        )
+    return float(value)
+
+
 def validate_ratios(ratios: Iterable[float]) -> tuple[float, float, float]:
     """Check that three split ratios are non-negative and sum to 1."""
     values = tuple(float(r) for r in ratios)
@@ -271,12 +370,18 @@ def build_manifest(
     split_ratios: Iterable[float] = DEFAULT_SPLIT_RATIOS,
     progress: Callable[[Iterable[Candidate]], Iterable[Candidate]] | None = None,
     decoding: DecodeOptions | None = None,
+    label_aliases: Mapping[str, str] | None = None,
+    imbalance_warning_ratio: float | None = DEFAULT_IMBALANCE_WARNING_RATIO,
 ) -> tuple[DatasetManifest, IngestionReport]:
     """Scan, validate, hash and de-duplicate a data folder.
 
     Bad files never stop the scan: each is skipped with its reason. Identical
     bytes are kept once; identical bytes under different labels are a conflict
     and every copy is excluded. Unsplit layouts get hash-derived splits.
+    Wrapping folders are descended and labels normalised as
+    :func:`clearsight.layout.scan_folder` describes. The class count is not
+    checked here (a drift batch may hold one class); ingestion checks it with
+    :func:`clearsight.layout.validate_class_count`.
 
     Args:
         data_dir: The folder to read.
@@ -286,23 +391,34 @@ def build_manifest(
         progress: Optional wrapper around the candidate iterable (a progress bar).
         decoding: The decoding rules recorded with the dataset (default: white
             background, ``high_bit_depth="auto"``).
+        label_aliases: Label spellings mapped to the label they stand for,
+            applied after normalisation (e.g. ``{"Melanoma": "melanoma"}``).
+        imbalance_warning_ratio: Warn about a split whose largest class has
+            more than this many times the images of its smallest (None: never).
 
     Returns:
         The candidate manifest (uris are the source paths) and the report.
 
     Raises:
-        DataFolderError: When the folder is missing, empty or mixed.
+        DataFolderError: When the folder is missing, empty, mixed or wrapped in
+            several folders.
+        clearsight.layout.LabelCaseConflictError: When labels differ only by case.
+        ValueError: When an option is invalid.
     """
     ratios = validate_ratios(split_ratios)
+    threshold = validate_imbalance_ratio(imbalance_warning_ratio)
     decoding = decoding or DecodeOptions()
     started = datetime.now(UTC)
-    layout, candidates, skipped = discover(Path(data_dir))
+    found = scan_folder(Path(data_dir), label_aliases)
+    layout, candidates, skipped = found.layout, found.candidates, found.skipped
     root = str(Path(data_dir).expanduser().resolve())
     report = IngestionReport(
         source=root,
         layout=layout.value,
         started_at=started,
         scanned=len(candidates) + len(skipped),
+        wrappers=found.wrappers,
+        imbalance_warning_ratio=threshold,
     )
     report.skipped.extend(SkippedFile(path=s.path, reason=s.reason) for s in skipped)
 
@@ -376,7 +492,8 @@ def build_manifest(
     report.fingerprint = manifest.fingerprint
     report.counts = manifest.counts()
     report.provenance = manifest.provenance_counts()
-    report.warnings = split_warnings(manifest)
+    report.imbalance = imbalance_ratios(manifest)
+    report.warnings = split_warnings(manifest) + imbalance_warnings(manifest, threshold)
     return manifest, report
 
 
@@ -400,7 +517,8 @@ def merge_reviewed(
         skipped: Reviewed images that could not be used, with the reason.
 
     Returns:
-        The merged manifest and report (fingerprint, counts, provenance recomputed).
+        The merged manifest and report (fingerprint, counts, provenance,
+        imbalance and warnings recomputed).
     """
     skipped = list(skipped)
     report = report.model_copy(deep=True)
@@ -439,5 +557,8 @@ def merge_reviewed(
     report.fingerprint = merged.fingerprint
     report.counts = merged.counts()
     report.provenance = merged.provenance_counts()
-    report.warnings = split_warnings(merged)
+    report.imbalance = imbalance_ratios(merged)
+    report.warnings = split_warnings(merged) + imbalance_warnings(
+        merged, report.imbalance_warning_ratio
+    )
     return merged, report

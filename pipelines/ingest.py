@@ -20,6 +20,8 @@ def ingest_pipeline(
     split_ratios: list[float] | None = None,
     include_reviews: bool = True,
     decoding: dict[str, Any] | None = None,
+    label_aliases: dict[str, str] | None = None,
+    imbalance_warning_ratio: float | None = 10.0,
 ) -> None:
     """Scan and validate, store new images by content, record in the catalog.
 
@@ -39,6 +41,10 @@ def ingest_pipeline(
             ``review``, read from the catalog database) with the folder's.
         decoding: Decoding rules (``background``, ``high_bit_depth``; see
             ``clearsight.decode.DecodeOptions``) recorded with the dataset.
+        label_aliases: Label spellings mapped to the label they stand for,
+            applied after normalisation (NFC, whitespace stripped).
+        imbalance_warning_ratio: Largest-to-smallest class ratio in a split
+            above which the report warns (None: never).
     """
     candidate, scan_report = scan_images(
         data_dir=data_dir,
@@ -49,6 +55,8 @@ def ingest_pipeline(
         catalog_url=catalog_url,
         include_reviews=include_reviews,
         decoding=decoding,
+        label_aliases=label_aliases,
+        imbalance_warning_ratio=imbalance_warning_ratio,
     )
     if dry_run:
         catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)

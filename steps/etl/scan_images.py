@@ -10,9 +10,17 @@ from zenml import log_metadata, step
 from zenml.io import fileio
 
 from clearsight.catalog import resolve_catalog_url
-from clearsight.dataset import DatasetManifest, IngestionReport, build_manifest, merge_reviewed
+from clearsight.dataset import (
+    DEFAULT_IMBALANCE_WARNING_RATIO,
+    DatasetManifest,
+    IngestionReport,
+    build_manifest,
+    merge_reviewed,
+    validate_imbalance_ratio,
+)
 from clearsight.decode import DecodeOptions
 from clearsight.errors import DataFolderError
+from clearsight.layout import validate_class_count, validate_label_aliases
 from clearsight.names import ArtifactName
 from clearsight.review import ReviewStore, reviewed_records
 from materializers import DatasetManifestMaterializer
@@ -33,6 +41,8 @@ def scan_images(
     catalog_url: str | None = None,
     include_reviews: bool = True,
     decoding: dict[str, Any] | None = None,
+    label_aliases: dict[str, str] | None = None,
+    imbalance_warning_ratio: float | None = DEFAULT_IMBALANCE_WARNING_RATIO,
 ) -> tuple[
     Annotated[DatasetManifest, ArtifactName.CANDIDATE_DATASET],
     Annotated[IngestionReport, ArtifactName.SCAN_REPORT],
@@ -56,12 +66,24 @@ def scan_images(
             ``[r, g, b]``; ``high_bit_depth``: ``auto`` or ``full_range``),
             recorded with the dataset so training, serving and the gate
             decode alike. Invalid values fail the step before any image is read.
+        label_aliases: Label spellings mapped to the label they stand for,
+            applied after normalisation (NFC, whitespace stripped), e.g.
+            ``{"Melanoma": "melanoma"}``.
+        imbalance_warning_ratio: Warn about a split whose largest class has
+            more than this many times the images of its smallest (None: never).
 
     Returns:
         The candidate manifest (uris are source paths) and the scan report.
+
+    Raises:
+        DataFolderError: When the folder cannot be read as a dataset, labels
+            differ only by case, or fewer than two classes are kept.
+        ValueError: When an option is invalid (before any image is read).
     """
     ratios = tuple(split_ratios or (0.70, 0.15, 0.15))
     options = DecodeOptions(**(decoding or {}))
+    aliases = validate_label_aliases(label_aliases)
+    threshold = validate_imbalance_ratio(imbalance_warning_ratio)
     manifest, report = build_manifest(
         data_dir,
         min_side=min_side,
@@ -69,7 +91,17 @@ def scan_images(
         split_ratios=ratios,
         progress=lambda items: tqdm(items, desc="Validating images", unit="img"),
         decoding=options,
+        label_aliases=aliases,
+        imbalance_warning_ratio=threshold,
     )
+    if report.wrappers:
+        logger.warning(
+            "Descended into the wrapping folder %s/ of %s (its only folder besides archive "
+            "metadata); pass --data-dir %s to read it directly.",
+            "/".join(report.wrappers),
+            data_dir,
+            "/".join([data_dir.rstrip("/"), *report.wrappers]),
+        )
     if include_reviews:
         url = resolve_catalog_url(catalog_url)
         manifest, report = _merge_reviews(manifest, report, url, ratios, min_side, max_pixels)
@@ -82,6 +114,8 @@ def scan_images(
             f"No valid image in {data_dir} ({report.summary()}); nothing was recorded. "
             "Check the folder layout (<label>/* or <split>/<label>/*) and the files."
         )
+    # A one-class dataset would train a model that is always right and useless.
+    validate_class_count(manifest.classes, data_dir)
     logger.info("Scan of %s: %s", data_dir, report.summary())
     if report.decoding:
         logger.info("Decoding: %s.", report.decoding_summary())
@@ -96,6 +130,8 @@ def scan_images(
             "provenance": report.provenance,
             "decoding": report.decoding,
             "decoding_rules": options.model_dump(mode="json"),
+            "wrappers": report.wrappers,
+            "imbalance": report.imbalance,
         },
         artifact_name=ArtifactName.SCAN_REPORT,
         infer_artifact=True,
