@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from clearsight.imbalance import DEFAULT_RATIO, ClassWeighting
 from clearsight.models import Architecture
 
 
@@ -43,6 +44,14 @@ class TrainingParameters(BaseModel):
     patience: int = Field(8, ge=1, description="early-stopping patience in epochs")
     seed: int = 42
     augmentation: Augmentation = Field(default_factory=Augmentation)
+    class_weighting: ClassWeighting = Field(
+        ClassWeighting.AUTO,
+        description="weight the loss by inverse class frequency: auto (above "
+        "class_weight_ratio), always or never",
+    )
+    class_weight_ratio: float = Field(
+        DEFAULT_RATIO, gt=1, description="auto: weight when largest/smallest train class > this"
+    )
 
     def flat(self) -> dict[str, str | int | float | bool]:
         """A flat dict for experiment trackers (``augmentation_zoom``, ...)."""

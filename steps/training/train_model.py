@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from typing import Annotated
 
 import mlflow
@@ -19,6 +20,7 @@ from zenml.integrations.tensorflow.materializers.keras_materializer import (
 
 from clearsight.config import RUN_CONF_ENV, TrainingParameters, with_run_overrides
 from clearsight.dataset import DatasetManifest
+from clearsight.imbalance import class_weights, imbalance_ratio
 from clearsight.models import build_model
 from clearsight.names import ArtifactName
 from clearsight.preprocess import augmentation_layers
@@ -95,8 +97,24 @@ def train_model(
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
+    index = dataset.label_index()
+    train_counts = Counter(index[r.label] for r in dataset.split("train"))
+    weights = class_weights(
+        {i: train_counts.get(i, 0) for i in range(len(dataset.classes))},
+        hp.class_weighting,
+        hp.class_weight_ratio,
+    )
+    if weights:
+        logger.info(
+            "Class weights (train imbalance %.1f): %s",
+            imbalance_ratio(train_counts),
+            {dataset.classes[i]: round(w, 3) for i, w in weights.items()},
+        )
     params = {
         **hp.flat(),
+        "class_weights": json.dumps(
+            {dataset.classes[i]: round(w, 4) for i, w in weights.items()} if weights else None
+        ),
         "num_classes": len(dataset.classes),
         "classes": ",".join(dataset.classes),
         "dataset_fingerprint": dataset.fingerprint,
@@ -116,6 +134,7 @@ def train_model(
         epochs=hp.epochs,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles the train split
+        class_weight=weights,
         callbacks=[
             tf.keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=hp.patience, restore_best_weights=True
