@@ -142,13 +142,15 @@ def _check_decoding(decoding: Any, config: Path) -> None:
 
 
 def _check_ingest_options(params: dict[str, Any], config: Path) -> None:
-    """Refuse invalid label aliases or imbalance threshold before anything runs."""
+    """Refuse invalid label aliases, imbalance threshold or groups before anything runs."""
     from clearsight.dataset import validate_imbalance_ratio
+    from clearsight.groups import validate_groups_option
     from clearsight.layout import validate_label_aliases
 
     for name, check in (
         ("label_aliases", validate_label_aliases),
         ("imbalance_warning_ratio", validate_imbalance_ratio),
+        ("groups", validate_groups_option),
     ):
         if name in params:
             try:
@@ -156,6 +158,16 @@ def _check_ingest_options(params: dict[str, Any], config: Path) -> None:
             except ValueError as error:
                 message = f"{config}: parameters.{name} is invalid: {error}"
                 raise PreconditionError(message) from None
+
+
+def _check_group_table(folder: Path, groups: Any) -> None:
+    """Refuse a configured group table that is missing or lacks its columns."""
+    from clearsight.groups import load_group_table, validate_groups_option
+
+    try:
+        load_group_table(folder, validate_groups_option(groups))
+    except DataFolderError as error:
+        raise PreconditionError(str(error)) from error
 
 
 def _check_ingest_folder(folder: Path, label_aliases: Any) -> None:
@@ -187,6 +199,7 @@ def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache
     _check_decoding(params.get("decoding"), config)
     _check_ingest_options(params, config)
     _check_ingest_folder(folder, params.get("label_aliases"))
+    _check_group_table(folder, params.get("groups"))
     overrides: dict[str, Any] = {"data_dir": str(folder), "dry_run": dry_run}
     if not params.get("catalog_url") and not os.environ.get(CATALOG_URL_ENV):
         overrides["catalog_url"] = DEFAULT_CATALOG_URL
@@ -215,6 +228,18 @@ def _training_parameters(config: Path, overrides: dict[str, Any]) -> Any:
         ) from None
 
 
+def _check_label_review(label_review: Any, config: Path) -> None:
+    """Refuse an invalid label-error review section before anything runs."""
+    from pydantic import ValidationError
+
+    from clearsight.config import LabelReviewParameters
+
+    try:
+        LabelReviewParameters.model_validate(label_review or {})
+    except ValidationError as error:
+        raise PreconditionError(f"{config}: parameters.label_review is invalid: {error}") from None
+
+
 def _train_pipeline(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
     """The train pipeline with validated hyper-parameters (needs an ingested dataset)."""
     from zenml.client import Client
@@ -226,6 +251,7 @@ def _train_pipeline(config: Path, hyperparameters: Any, no_cache: bool) -> Any:
             "No dataset has been ingested on this ZenML store yet.\n"
             "  Fix: python run.py --pipeline ingest   (or plain python run.py)"
         )
+    _check_label_review(_load_yaml(config).get("parameters", {}).get("label_review"), config)
     options: dict[str, Any] = {
         "config_path": str(config),
         "parameters": {"hyperparameters": hyperparameters.model_dump(mode="json")},
@@ -314,6 +340,15 @@ def _summary(
         if tracker is not None:
             click.echo(
                 "  MLflow run      " + _mlflow_run_link(tracker, registered["mlflow_run_id"])
+            )
+        review = run.steps.get("find_label_issues")
+        found = dict(review.run_metadata) if review is not None else {}
+        if "label_checked_images" in found:
+            click.echo(
+                f"  label review    {found.get('label_suspects', 0)} possible label errors "
+                f"among {found['label_checked_images']} images, "
+                f"{found.get('label_suspects_queued', 0)} newly queued "
+                "(review app: make ui, Review queue)"
             )
     if promote_run is not None:
         _decision_summary(promote_run)

@@ -8,7 +8,7 @@ the YAML fails loudly instead of being ignored.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -59,6 +59,25 @@ class TrainingParameters(BaseModel):
         values["pretrained_weights"] = values["pretrained_weights"] or "none"
         values.update({f"augmentation_{k}": v for k, v in self.augmentation.model_dump().items()})
         return values
+
+
+class LabelReviewParameters(BaseModel):
+    """The label-error check after training (``clearsight.label_issues``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_suspects: int = Field(20, ge=0, description="queue at most this many images")
+    share: float = Field(
+        0.01, ge=0, le=1, description="and at most this share of the checked images"
+    )
+    folds: int = Field(5, ge=2, description="cross-validation folds of the logistic regression")
+    splits: list[Literal["train", "val", "test"]] = Field(
+        default_factory=lambda: ["train", "val"], min_length=1, description="splits to check"
+    )
+    catalog_url: str | None = Field(
+        None, description="review database; null: CLEARSIGHT_CATALOG_URL or the default"
+    )
 
 
 RUN_CONF_ENV = "CLEARSIGHT_RUN_CONF"

@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from clearsight.decode import DecodeOptions
+from clearsight.groups import GroupsOption, group_hash, load_group_table, validate_groups_option
 from clearsight.images import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
@@ -52,6 +53,9 @@ class ImageRecord(BaseModel):
     # so manifests without reviews serialize (and cache) exactly as before.
     reviewed_by: str | None = Field(default=None, exclude_if=lambda v: v is None)
     reviewed_at: datetime | None = Field(default=None, exclude_if=lambda v: v is None)
+    # The patient, lesion or field from the metadata table (``groups`` option);
+    # left out of the JSON when None, so manifests without a table are unchanged.
+    group: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class SkippedFile(BaseModel):
@@ -150,6 +154,33 @@ class IngestionReport(BaseModel):
         default=DEFAULT_IMBALANCE_WARNING_RATIO,
         description="Imbalance ratio above which a split is warned about (None: never).",
     )
+    groups_file: str | None = Field(
+        default=None, description="The metadata table that gave each image its group, if any."
+    )
+    groups: dict[str, int] = Field(
+        default_factory=dict, description="Distinct groups per split (with a table only)."
+    )
+    ungrouped: int = Field(
+        default=0, description="Ingested images without a row in the group table."
+    )
+    cross_split_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Groups with images in several splits (leakage; pre-split folders only).",
+    )
+
+    def groups_summary(self) -> str:
+        """Groups per split, e.g. ``groups per split: train 70, val 15, test 15``.
+
+        Returns:
+            ``""`` when no group table was used.
+        """
+        if self.groups_file is None:
+            return ""
+        line = "groups per split: " + ", ".join(f"{s} {n}" for s, n in self.groups.items())
+        line += f" ({self.ungrouped} images without a group"
+        if self.cross_split_groups:
+            line += f", {len(self.cross_split_groups)} groups in several splits"
+        return line + ")"
 
     def imbalance_summary(self) -> str:
         """The largest-to-smallest class ratio per split, e.g. ``train 2.9, val 1.0``.
@@ -177,6 +208,8 @@ class IngestionReport(BaseModel):
         )
         if self.wrappers:
             line += f"; read from wrapping folder {'/'.join(self.wrappers)}/"
+        if self.groups_summary():
+            line += f"; {self.groups_summary()}"
         if self.imbalance_summary():
             line += f"; class imbalance (largest/smallest): {self.imbalance_summary()}"
         if self.reviewed:
@@ -236,6 +269,71 @@ def assign_split(sha256: str, ratios: tuple[float, float, float]) -> str:
     if position < train + val:
         return "val"
     return "test"
+
+
+def group_split(sha256: str, group: str | None, ratios: tuple[float, float, float]) -> str:
+    """The hash-derived split of an image: from its group when it has one.
+
+    All images of a group share the split of :func:`clearsight.groups.group_hash`;
+    an image without a group keeps the split of its own content hash.
+    """
+    return assign_split(group_hash(group) if group is not None else sha256, ratios)
+
+
+def group_counts(
+    manifest: DatasetManifest,
+) -> tuple[dict[str, int], int, dict[str, list[str]]]:
+    """Count groups per split, ingested images without a group, and cross-split groups.
+
+    Args:
+        manifest: The dataset (records carry the ``group`` of the table).
+
+    Returns:
+        ``{split: distinct groups}``, the number of ingested images without a
+        group, and ``{group: [splits]}`` for every group in several splits.
+    """
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    ungrouped = 0
+    for record in manifest.records:
+        if record.group is not None:
+            splits_of[record.group].add(record.split)
+        elif record.provenance == "ingest":
+            ungrouped += 1
+    per_split = {s: sum(s in found for found in splits_of.values()) for s in SPLITS}
+    crossing = {
+        group: [s for s in SPLITS if s in found]
+        for group, found in sorted(splits_of.items())
+        if len(found) > 1
+    }
+    return per_split, ungrouped, crossing
+
+
+def group_warnings(crossing: Mapping[str, list[str]], limit: int = 10) -> list[str]:
+    """One leakage warning per group found in several splits (at most ``limit`` named).
+
+    Args:
+        crossing: ``{group: [splits]}`` from :func:`group_counts`.
+        limit: How many groups to name one by one; the rest are counted.
+
+    Returns:
+        Readable warnings naming each group and its splits.
+    """
+    warnings = [
+        f"group '{group}' has images in the {' and '.join(splits)} splits (leakage: one "
+        "patient, lesion or field in several splits inflates the test metrics); move its "
+        "images into one split folder"
+        for group, splits in list(crossing.items())[:limit]
+    ]
+    if len(crossing) > limit:
+        warnings.append(f"{len(crossing) - limit} more groups have images in several splits")
+    return warnings
+
+
+def _set_group_report(report: IngestionReport, manifest: DatasetManifest) -> list[str]:
+    if report.groups_file is None:
+        return []
+    report.groups, report.ungrouped, report.cross_split_groups = group_counts(manifest)
+    return group_warnings(report.cross_split_groups)
 
 
 def split_warnings(manifest: DatasetManifest) -> list[str]:
@@ -372,6 +470,7 @@ def build_manifest(
     decoding: DecodeOptions | None = None,
     label_aliases: Mapping[str, str] | None = None,
     imbalance_warning_ratio: float | None = DEFAULT_IMBALANCE_WARNING_RATIO,
+    groups: Mapping[str, object] | GroupsOption | None = None,
 ) -> tuple[DatasetManifest, IngestionReport]:
     """Scan, validate, hash and de-duplicate a data folder.
 
@@ -395,23 +494,34 @@ def build_manifest(
             applied after normalisation (e.g. ``{"Melanoma": "melanoma"}``).
         imbalance_warning_ratio: Warn about a split whose largest class has
             more than this many times the images of its smallest (None: never).
+        groups: The metadata table giving each image a group (patient, lesion,
+            field): ``{file, image_column, group_column}``, see
+            :mod:`clearsight.groups`. Unsplit: the split follows the group's
+            hash, so a group never spans splits; images without a row keep their
+            content-hash split. Pre-split: a group in several splits is warned
+            about (nothing moves). None or ``file: None``: no table.
 
     Returns:
         The candidate manifest (uris are the source paths) and the report.
 
     Raises:
         DataFolderError: When the folder is missing, empty, mixed or wrapped in
-            several folders.
+            several folders, or the group table is missing, lacks a column or
+            gives an image two groups.
         clearsight.layout.LabelCaseConflictError: When labels differ only by case.
         ValueError: When an option is invalid.
     """
     ratios = validate_ratios(split_ratios)
     threshold = validate_imbalance_ratio(imbalance_warning_ratio)
     decoding = decoding or DecodeOptions()
+    table = load_group_table(data_dir, validate_groups_option(groups))
     started = datetime.now(UTC)
     found = scan_folder(Path(data_dir), label_aliases)
     layout, candidates, skipped = found.layout, found.candidates, found.skipped
     root = str(Path(data_dir).expanduser().resolve())
+    group_roots = [found.root, Path(root)]
+    if table is not None:  # the table next to the images is not a stray file
+        skipped = [s for s in skipped if Path(s.path).resolve() != table.path]
     report = IngestionReport(
         source=root,
         layout=layout.value,
@@ -419,6 +529,7 @@ def build_manifest(
         scanned=len(candidates) + len(skipped),
         wrappers=found.wrappers,
         imbalance_warning_ratio=threshold,
+        groups_file=str(table.path) if table is not None else None,
     )
     report.skipped.extend(SkippedFile(path=s.path, reason=s.reason) for s in skipped)
 
@@ -465,7 +576,11 @@ def build_manifest(
             report.skipped.append(
                 SkippedFile(path=str(candidate.path), reason=f"duplicate of {first.path}")
             )
-        split = first.split if layout is Layout.PRE_SPLIT else assign_split(sha, ratios)
+        group = None
+        if table is not None:
+            found_groups = (table.group_of(c.path, group_roots) for c, _ in copies)
+            group = next((g for g in found_groups if g is not None), None)
+        split = first.split if layout is Layout.PRE_SPLIT else group_split(sha, group, ratios)
         kept_infos.append(info)
         records.append(
             ImageRecord(
@@ -479,6 +594,7 @@ def build_manifest(
                 format=info.format,
                 num_bytes=info.num_bytes,
                 source_path=str(first.path),
+                group=group,
             )
         )
 
@@ -493,7 +609,11 @@ def build_manifest(
     report.counts = manifest.counts()
     report.provenance = manifest.provenance_counts()
     report.imbalance = imbalance_ratios(manifest)
-    report.warnings = split_warnings(manifest) + imbalance_warnings(manifest, threshold)
+    report.warnings = (
+        _set_group_report(report, manifest)
+        + split_warnings(manifest)
+        + imbalance_warnings(manifest, threshold)
+    )
     return manifest, report
 
 
@@ -558,7 +678,9 @@ def merge_reviewed(
     report.counts = merged.counts()
     report.provenance = merged.provenance_counts()
     report.imbalance = imbalance_ratios(merged)
-    report.warnings = split_warnings(merged) + imbalance_warnings(
-        merged, report.imbalance_warning_ratio
+    report.warnings = (
+        _set_group_report(report, merged)
+        + split_warnings(merged)
+        + imbalance_warnings(merged, report.imbalance_warning_ratio)
     )
     return merged, report

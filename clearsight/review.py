@@ -4,7 +4,8 @@ Three tables live in the same database as the image catalog (SQLite by
 default, any SQLAlchemy URL):
 
 * ``review_predictions``: every prediction kept for review (the answer was
-  uncertain, or a user flagged it), with the image's content hash and where
+  uncertain, or a user flagged it; or the train pipeline's label check
+  suspects a ``possible label error`` of a dataset image), with the image's content hash and where
   its bytes are stored, the predicted label and confidence, the model that
   answered, who asked and when;
 * ``reviews``: who confirmed or corrected which prediction, with what label
@@ -40,6 +41,7 @@ from sqlalchemy import (
     create_engine,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -47,7 +49,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from clearsight.catalog import check_url
-from clearsight.dataset import ImageRecord, SkippedFile, assign_split
+from clearsight.dataset import DatasetManifest, ImageRecord, SkippedFile, assign_split
 from clearsight.errors import CatalogError, ClearsightError
 from clearsight.images import DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
 from clearsight.storage import ContentStore
@@ -58,6 +60,13 @@ CONFIRMED = "confirmed"
 CORRECTED = "corrected"
 REJECTED = "rejected"
 REVIEW_PROVENANCE = "review"
+# Queue entries made by the training pipeline's label-error check (not by a
+# user): ``requested_by`` holds this name, ``label`` the given label,
+# ``confidence`` its out-of-sample probability (self-confidence) and
+# ``probabilities`` the out-of-sample probabilities, whose argmax is the
+# suggested label. No schema change: older databases hold them as they are.
+LABEL_REVIEW_REQUESTER = "clearsight:label-review"
+LABEL_ERROR_REASON = "possible label error"
 
 metadata = MetaData()
 
@@ -138,11 +147,24 @@ class ReviewedImage:
     predicted_label: str
     model_version: str
     prediction_id: int
+    reason: str = ""
 
 
 def _utc(value: datetime) -> datetime:
     """SQLite returns naive datetimes; every time here is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _suggested(probabilities: dict[str, float] | None) -> str | None:
+    """The most probable class of a stored probability mapping."""
+    return max(probabilities, key=probabilities.__getitem__) if probabilities else None
+
+
+def entry_reason(entry: dict[str, Any]) -> str:
+    """Why a queue entry waits for review: ``possible label error``, ``uncertain``, ``flagged``."""
+    if entry.get("requested_by") == LABEL_REVIEW_REQUESTER:
+        return LABEL_ERROR_REASON
+    return ", ".join(name for name in ("uncertain", "flagged") if entry.get(name))
 
 
 class ReviewStore:
@@ -215,6 +237,7 @@ class ReviewStore:
                     PREDICTIONS.c.sha256 == info.sha256,
                     PREDICTIONS.c.model_version == version,
                     PREDICTIONS.c.status == PENDING,
+                    PREDICTIONS.c.requested_by != LABEL_REVIEW_REQUESTER,
                 )
             ).first()
             if existing is not None:
@@ -255,10 +278,99 @@ class ReviewStore:
                 ).inserted_primary_key[0]
             )
 
+    def keep_label_issue(
+        self,
+        record: ImageRecord,
+        *,
+        given_label: str,
+        probabilities: dict[str, float],
+        model: dict[str, Any] | None = None,
+    ) -> tuple[int, bool]:
+        """Queue an image of the dataset whose label is probably wrong.
+
+        The image is already in the content store (``record.uri``, a dataset
+        record after ingestion); nothing is copied. The entry holds the given
+        label as ``label``, its out-of-sample probability as ``confidence``
+        and the out-of-sample ``probabilities``, whose argmax is the suggested
+        label; ``requested_by`` is :data:`LABEL_REVIEW_REQUESTER`. A verdict is
+        recorded with :meth:`review` like any other: confirming the given label
+        gives ``confirmed``, taking the suggested (or another) label gives
+        ``corrected``.
+
+        An image is queued once per model version, and not again while an
+        earlier suspicion of it waits: when a label-error entry for the same
+        image exists for the same ``model_version`` (any status) or is still
+        pending (any version), its id is returned and nothing is added.
+
+        Args:
+            record: The dataset record (sha256, store uri, format, size, mode).
+            given_label: The label the dataset gives the image.
+            probabilities: Out-of-sample probability of every class, in [0, 1].
+            model: The model version checked (``model_name``, ``model_version``,
+                ``registered_version``, ``mlflow_run_id``).
+
+        Returns:
+            The entry's id and whether it was added now.
+        """
+        model = model or {}
+        version = str(model.get("model_version", ""))
+        probabilities = {str(k): float(v) for k, v in probabilities.items()}
+        if given_label not in probabilities:
+            raise ReviewError(
+                f"Given label {given_label!r} is not one of the classes {sorted(probabilities)}."
+            )
+        with self.engine.begin() as connection:
+            existing = connection.execute(
+                select(PREDICTIONS.c.id).where(
+                    PREDICTIONS.c.sha256 == record.sha256,
+                    PREDICTIONS.c.requested_by == LABEL_REVIEW_REQUESTER,
+                    or_(
+                        PREDICTIONS.c.model_version == version,
+                        PREDICTIONS.c.status == PENDING,
+                    ),
+                )
+            ).first()
+            if existing is not None:
+                return int(existing.id), False
+            return (
+                int(
+                    connection.execute(
+                        insert(PREDICTIONS).values(
+                            sha256=record.sha256,
+                            uri=record.uri,
+                            filename=record.source_path[-1024:],
+                            format=record.format,
+                            width=record.width,
+                            height=record.height,
+                            mode=record.mode,
+                            num_bytes=record.num_bytes,
+                            label=given_label,
+                            confidence=probabilities[given_label],
+                            threshold=0.0,
+                            uncertain=False,
+                            flagged=False,
+                            probabilities=probabilities,
+                            model_name=str(model.get("model_name", "")),
+                            model_version=version,
+                            registered_version=str(model.get("registered_version", "")),
+                            mlflow_run_id=str(model.get("mlflow_run_id", "")),
+                            requested_by=LABEL_REVIEW_REQUESTER,
+                            created_at=datetime.now(UTC),
+                            status=PENDING,
+                        )
+                    ).inserted_primary_key[0]
+                ),
+                True,
+            )
+
     def queue(
         self, status: str | None = PENDING, limit: int = 200, offset: int = 0
     ) -> list[dict[str, Any]]:
         """Queue entries, oldest first (``status=None``: every entry).
+
+        Each entry is a row of ``review_predictions`` plus ``reason`` (see
+        :func:`entry_reason`); label-error entries also carry ``given_label``
+        and ``suggested_label``.
 
         Args:
             status: Only entries with this status; ``None`` for all.
@@ -270,7 +382,13 @@ class ReviewStore:
             query = query.where(PREDICTIONS.c.status == status)
         query = query.limit(limit).offset(max(0, offset))
         with self.engine.connect() as connection:
-            return [dict(r._mapping) for r in connection.execute(query)]
+            entries = [dict(r._mapping) for r in connection.execute(query)]
+        for entry in entries:
+            entry["reason"] = entry_reason(entry)
+            if entry["reason"] == LABEL_ERROR_REASON:
+                entry["given_label"] = entry["label"]
+                entry["suggested_label"] = _suggested(entry["probabilities"])
+        return entries
 
     def pending_count(self) -> int:
         """Number of predictions waiting for a review."""
@@ -407,6 +525,13 @@ class ReviewStore:
                     predicted_label=m[REVIEWS.c.predicted_label],
                     model_version=m[PREDICTIONS.c.model_version],
                     prediction_id=m[PREDICTIONS.c.id],
+                    reason=entry_reason(
+                        {
+                            "requested_by": m[PREDICTIONS.c.requested_by],
+                            "uncertain": m[PREDICTIONS.c.uncertain],
+                            "flagged": m[PREDICTIONS.c.flagged],
+                        }
+                    ),
                 )
         return sorted((r for r in latest.values() if r is not None), key=lambda r: r.sha256)
 
@@ -511,3 +636,53 @@ def reviewed_records(
             )
         )
     return records, skipped
+
+
+def apply_label_corrections(
+    manifest: DatasetManifest,
+    reviewed: Iterable[ReviewedImage],
+    records: Iterable[ImageRecord],
+) -> tuple[DatasetManifest, list[ImageRecord], list[ImageRecord]]:
+    """Let the reviews of suspected label errors relabel the reference data.
+
+    A review of an image queued as a ``possible label error`` whose label
+    differs from the folder's replaces the folder's label: the folder record
+    keeps its split, source and uri and takes the reviewed label with
+    provenance ``review`` and the reviewer. Every other review is left for
+    :func:`clearsight.dataset.merge_reviewed`, whose rules are unchanged (a
+    user's review that disagrees with the folder is still a conflict; a
+    confirmed given label is a duplicate; a rejected suspect keeps its folder
+    label).
+
+    Args:
+        manifest: The manifest scanned from the reference folder.
+        reviewed: The labelled production set (``ReviewStore.reviewed_images()``).
+        records: Their dataset records (``reviewed_records``).
+
+    Returns:
+        The relabelled manifest, the records still to merge, and the folder
+        records that were relabelled (new label, provenance ``review``).
+    """
+    suspects = {r.sha256 for r in reviewed if r.reason == LABEL_ERROR_REASON}
+    by_hash = {r.sha256: r for r in manifest.records}
+    corrections: dict[str, ImageRecord] = {}
+    remaining: list[ImageRecord] = []
+    for record in records:
+        known = by_hash.get(record.sha256)
+        if record.sha256 in suspects and known is not None and known.label != record.label:
+            corrections[record.sha256] = known.model_copy(
+                update={
+                    "label": record.label,
+                    "provenance": REVIEW_PROVENANCE,
+                    "reviewed_by": record.reviewed_by,
+                    "reviewed_at": record.reviewed_at,
+                }
+            )
+        else:
+            remaining.append(record)
+    if not corrections:
+        return manifest, remaining, []
+    relabelled = manifest.model_copy(
+        update={"records": [corrections.get(r.sha256, r) for r in manifest.records]}
+    )
+    return relabelled, remaining, list(corrections.values())

@@ -22,6 +22,7 @@ def ingest_pipeline(
     decoding: dict[str, Any] | None = None,
     label_aliases: dict[str, str] | None = None,
     imbalance_warning_ratio: float | None = 10.0,
+    groups: dict[str, Any] | None = None,
 ) -> None:
     """Scan and validate, store new images by content, record in the catalog.
 
@@ -45,6 +46,9 @@ def ingest_pipeline(
             applied after normalisation (NFC, whitespace stripped).
         imbalance_warning_ratio: Largest-to-smallest class ratio in a split
             above which the report warns (None: never).
+        groups: The metadata table giving each image its group (``file``,
+            ``image_column``, ``group_column``; ``file: null``: no table), so
+            a patient, lesion or field never spans two splits.
     """
     candidate, scan_report = scan_images(
         data_dir=data_dir,
@@ -57,6 +61,7 @@ def ingest_pipeline(
         decoding=decoding,
         label_aliases=label_aliases,
         imbalance_warning_ratio=imbalance_warning_ratio,
+        groups=groups,
     )
     if dry_run:
         catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from zenml import pipeline
 from zenml.client import Client
 
-from clearsight.config import TrainingParameters
+from clearsight.config import LabelReviewParameters, TrainingParameters
 from clearsight.names import ArtifactName, PipelineName
 from steps.training import (
     calibrate_model,
     evaluate_model,
+    find_label_issues,
     link_dataset,
     log_model_metadata,
     register_model,
@@ -21,12 +22,16 @@ from steps.training import (
 def training_pipeline(
     hyperparameters: TrainingParameters | None = None,
     dataset_version: str | None = None,
+    label_review: LabelReviewParameters | None = None,
 ) -> None:
     """Train on a dataset version, calibrate, evaluate on its test split, register.
+
+    Then queue the likely label errors of the training data for an expert review.
 
     Args:
         hyperparameters: How to train; defaults from ``TrainingParameters``.
         dataset_version: Version of the ``dataset`` artifact; the latest if empty.
+        label_review: The label-error check; defaults from ``LabelReviewParameters``.
     """
     dataset = Client().get_artifact_version(ArtifactName.DATASET, version=dataset_version)
     link_dataset(dataset=dataset)
@@ -49,4 +54,12 @@ def training_pipeline(
         calibration=calibration,
         registered_model=registered,
         dataset=dataset,
+    )
+    # Likely label errors of the training data go to the review queue; never
+    # fails the run for a queue problem.
+    find_label_issues(
+        model=model,
+        dataset=dataset,
+        registered_model=registered,
+        label_review=label_review or LabelReviewParameters(),
     )

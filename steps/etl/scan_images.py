@@ -20,9 +20,10 @@ from clearsight.dataset import (
 )
 from clearsight.decode import DecodeOptions
 from clearsight.errors import DataFolderError
+from clearsight.groups import validate_groups_option
 from clearsight.layout import validate_class_count, validate_label_aliases
 from clearsight.names import ArtifactName
-from clearsight.review import ReviewStore, reviewed_records
+from clearsight.review import ReviewStore, apply_label_corrections, reviewed_records
 from materializers import DatasetManifestMaterializer
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def scan_images(
     decoding: dict[str, Any] | None = None,
     label_aliases: dict[str, str] | None = None,
     imbalance_warning_ratio: float | None = DEFAULT_IMBALANCE_WARNING_RATIO,
+    groups: dict[str, Any] | None = None,
 ) -> tuple[
     Annotated[DatasetManifest, ArtifactName.CANDIDATE_DATASET],
     Annotated[IngestionReport, ArtifactName.SCAN_REPORT],
@@ -71,19 +73,26 @@ def scan_images(
             ``{"Melanoma": "melanoma"}``.
         imbalance_warning_ratio: Warn about a split whose largest class has
             more than this many times the images of its smallest (None: never).
+        groups: The metadata table giving each image its group (patient,
+            lesion, field): ``{file, image_column, group_column}``, ``file``
+            relative to ``data_dir`` or absolute, null for no table. Unsplit
+            folders are split by group; pre-split folders are checked for
+            groups in several splits (see ``clearsight.groups``).
 
     Returns:
         The candidate manifest (uris are source paths) and the scan report.
 
     Raises:
         DataFolderError: When the folder cannot be read as a dataset, labels
-            differ only by case, or fewer than two classes are kept.
+            differ only by case, fewer than two classes are kept, or the group
+            table is missing, lacks a column or gives an image two groups.
         ValueError: When an option is invalid (before any image is read).
     """
     ratios = tuple(split_ratios or (0.70, 0.15, 0.15))
     options = DecodeOptions(**(decoding or {}))
     aliases = validate_label_aliases(label_aliases)
     threshold = validate_imbalance_ratio(imbalance_warning_ratio)
+    group_option = validate_groups_option(groups)
     manifest, report = build_manifest(
         data_dir,
         min_side=min_side,
@@ -93,6 +102,7 @@ def scan_images(
         decoding=options,
         label_aliases=aliases,
         imbalance_warning_ratio=threshold,
+        groups=group_option,
     )
     if report.wrappers:
         logger.warning(
@@ -132,6 +142,9 @@ def scan_images(
             "decoding_rules": options.model_dump(mode="json"),
             "wrappers": report.wrappers,
             "imbalance": report.imbalance,
+            "groups": report.groups,
+            "ungrouped": report.ungrouped,
+            "cross_split_groups": len(report.cross_split_groups),
         },
         artifact_name=ArtifactName.SCAN_REPORT,
         infer_artifact=True,
@@ -177,7 +190,16 @@ def _merge_reviews(
     records, skipped = reviewed_records(
         reviewed, _read, ratios, min_side=min_side, max_pixels=max_pixels
     )
+    # Reviewed suspects of the label-error check relabel the folder's image.
+    manifest, records, relabelled = apply_label_corrections(manifest, reviewed, records)
     merged, merged_report = merge_reviewed(manifest, report, records, skipped)
+    merged_report.reviewed += len(relabelled)
+    if relabelled:
+        logger.info(
+            "Relabelled %d reference images after a label-error review: %s.",
+            len(relabelled),
+            ", ".join(f"{r.sha256[:12]} -> {r.label}" for r in relabelled[:10]),
+        )
     logger.info(
         "Merged %d of %d expert-reviewed images (provenance review).",
         merged_report.provenance.get("review", 0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import mlflow
@@ -36,7 +37,10 @@ def trained(embedded_stack, digits_dir, tmp_path_factory):
     ingest = ingest_pipeline(data_dir=str(digits_dir), catalog_url=catalog)
     train = training_pipeline.with_options(
         config_path="configs/train.yaml",
-        parameters={"hyperparameters": TrainingParameters(epochs=EPOCHS).model_dump(mode="json")},
+        parameters={
+            "hyperparameters": TrainingParameters(epochs=EPOCHS).model_dump(mode="json"),
+            "label_review": {"catalog_url": catalog},
+        },
     )()
     return Client().get_pipeline_run(ingest.id), Client().get_pipeline_run(train.id)
 
@@ -56,6 +60,17 @@ def test_training_run_completes_and_its_artifacts_load(trained):
     assert metrics["macro_f1"] >= 0.5, metrics["macro_f1"]
     assert set(metrics["per_class"]) == set(dataset.classes)
     assert np.asarray(metrics["confusion_matrix"]).sum() == 270
+
+
+def test_label_error_suspects_are_counted_and_queued(trained):
+    _, train = trained
+    step = train.steps["find_label_issues"]
+    assert step.status == ExecutionStatus.COMPLETED
+    checked = step.run_metadata["label_checked_images"]
+    suspects = step.run_metadata["label_suspects"]
+    assert checked == 1257 + 270  # train + val
+    assert 0 < suspects <= min(20, math.ceil(0.01 * checked))  # configs/train.yaml caps
+    assert step.run_metadata["label_suspects_queued"] == suspects
 
 
 def test_mlflow_run_and_registered_model(trained):

@@ -48,6 +48,8 @@ def _train_config(target: Path) -> Path:
     config = yaml.safe_load((ROOT / "configs" / "train.yaml").read_text())
     config["model"]["name"] = UI_MODEL
     config["parameters"]["hyperparameters"]["epochs"] = EPOCHS
+    # The queue tests count and page the served model's entries: no label-error suspects.
+    config["parameters"]["label_review"]["enabled"] = False
     target.write_text(yaml.safe_dump(config))
     return target
 

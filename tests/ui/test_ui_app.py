@@ -535,3 +535,44 @@ def test_users_cli_adds_hashed_users(tmp_path):
         cwd=ROOT,
     )
     assert short.returncode != 0 and "at least 8" in short.stderr
+
+
+def test_a_possible_label_error_shows_the_given_and_suggested_labels(
+    served_app, monkeypatch, tmp_path
+):
+    from clearsight.dataset import ImageRecord
+    from ui.data.reviews import content_store
+
+    catalog = sqlite_url(tmp_path / "catalog.db")
+    monkeypatch.setenv("CLEARSIGHT_CATALOG_URL", catalog)
+    data = image_bytes(77)
+    sha = sha256_bytes(data)
+    contents = content_store()
+    uri = contents.uri_for(sha, "PNG")
+    contents.put(uri, data)
+    record = ImageRecord(
+        sha256=sha,
+        label="3",
+        split="train",
+        uri=uri,
+        width=24,
+        height=24,
+        mode="RGB",
+        format="PNG",
+        num_bytes=len(data),
+        source_path="/data/3/a.png",
+    )
+    store = ReviewStore(catalog)
+    entry, added = store.keep_label_issue(
+        record,
+        given_label="3",
+        probabilities={"3": 0.04, "5": 0.9, "8": 0.06},
+        model={"model_name": UI_MODEL, "model_version": str(served_app.champion)},
+    )
+    assert added
+    at = page(app(ADMIN), "review")
+    assert not at.exception, at.exception
+    shown = " ".join(m.value for m in at.markdown)
+    assert f"#{entry}" in shown and "possible label error" in shown, shown
+    assert "given **3** (4.0% out-of-sample), suggested **5**" in shown, shown
+    store.close()

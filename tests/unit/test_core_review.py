@@ -10,10 +10,12 @@ from clearsight.images import inspect_image
 from clearsight.review import (
     CONFIRMED,
     CORRECTED,
+    LABEL_ERROR_REASON,
     PENDING,
     REVIEWED,
     ReviewError,
     ReviewStore,
+    apply_label_corrections,
     reviewed_records,
 )
 from clearsight.storage import ContentStore, LocalFileSystem
@@ -226,3 +228,84 @@ def test_reviewed_bytes_are_revalidated(stores):
         handle.write(image_bytes(41))
     records, skipped = reviewed_records([image], read, RATIOS)
     assert not records and "no longer match" in skipped[0].reason
+
+
+def test_label_error_suspects_queue_once_and_their_verdicts_relabel_the_next_ingestion(
+    stores, tmp_path
+):
+    _, reviews, content = stores
+    folder = tmp_path / "data"
+    for label, seeds in (("cat", (60, 61, 62)), ("dog", (70, 71, 72))):
+        (folder / label).mkdir(parents=True)
+        for seed in seeds:
+            (folder / label / f"{seed}.png").write_bytes(image_bytes(seed))
+    manifest, _ = build_manifest(folder, split_ratios=RATIOS)
+    stored, _, _ = content.store_manifest(manifest)  # as after an ingestion
+    by_sha = {r.sha256: r for r in stored.records}
+    record = {seed: by_sha[inspect_image(image_bytes(seed)).sha256] for seed in (60, 61, 62, 70)}
+
+    def suspect(seed: int, given: str, suggested: str) -> tuple[int, bool]:
+        other = "dog" if given == "cat" else "cat"
+        probabilities = {given: 0.1, suggested: 0.8} if given != suggested else {given: 0.9}
+        probabilities = {"cat": 0.0, "dog": 0.0, "fox": 0.0} | probabilities
+        probabilities[other] = probabilities[other] or 0.1
+        return reviews.keep_label_issue(
+            record[seed], given_label=given, probabilities=probabilities, model=MODEL
+        )
+
+    relabel, added = suspect(60, "cat", "dog")
+    assert added and suspect(60, "cat", "dog") == (relabel, False)  # once per model version
+    keep, _ = suspect(61, "cat", "dog")
+    other, _ = suspect(62, "cat", "dog")
+    rejected, _ = suspect(70, "dog", "cat")
+    entries = {e["id"]: e for e in reviews.queue()}
+    assert len(entries) == 4 and reviews.pending_count() == 4
+    entry = entries[relabel]
+    assert entry["reason"] == LABEL_ERROR_REASON
+    assert (entry["given_label"], entry["suggested_label"]) == ("cat", "dog")
+    assert entry["uri"] == record[60].uri and entry["sha256"] == record[60].sha256
+    assert entry["confidence"] == pytest.approx(0.1) and entry["model_version"] == "3"
+    later = {**MODEL, "model_version": "4"}
+    assert reviews.keep_label_issue(  # still pending: not queued again for a newer model
+        record[60], given_label="cat", probabilities=entry["probabilities"], model=later
+    ) == (relabel, False)
+    served = reviews.keep_prediction(  # a user's prediction of the same image: its own entry
+        image_bytes(61),
+        answer("cat", 0.5),
+        store=content,
+        requested_by="u",
+        threshold=0.7,
+        model=MODEL,
+    )
+    assert served not in entries
+    reviews.review(served, reviewer="rita", label="cat")
+    plain = reviews.keep_prediction(
+        image_bytes(99), answer("cat", 0.5), store=content, requested_by="u", threshold=0.7
+    )
+    assert {e["id"]: e["reason"] for e in reviews.queue()}[plain] == "uncertain"
+
+    assert reviews.review(relabel, reviewer="rita", label="dog")["verdict"] == CORRECTED
+    assert reviews.review(keep, reviewer="rita", label="cat")["verdict"] == CONFIRMED
+    assert reviews.review(other, reviewer="sam", label="fox")["verdict"] == CORRECTED
+    reviews.review(rejected, reviewer="sam", label=None, reject=True)
+    reviews.review(plain, reviewer="sam", label="dog")  # a user's review: rules unchanged
+
+    # The next ingestion scans the folder again and merges the reviews.
+    scanned, report = build_manifest(folder, split_ratios=RATIOS)
+    reviewed = reviews.reviewed_images()
+    assert {r.reason for r in reviewed} == {LABEL_ERROR_REASON, "uncertain"}
+    # 61's latest review is the user's (same label): an ordinary duplicate.
+    records, skipped = reviewed_records(reviewed, read, RATIOS)
+    relabelled_manifest, remaining, relabelled = apply_label_corrections(scanned, reviewed, records)
+    assert len(relabelled) == 2 and len(remaining) == 2  # confirmed + the user's new image
+    merged, merged_report = merge_reviewed(relabelled_manifest, report, remaining, skipped)
+    labels = {r.sha256: (r.label, r.provenance, r.reviewed_by) for r in merged.records}
+    assert labels[record[60].sha256] == ("dog", "review", "rita")
+    assert labels[record[62].sha256] == ("fox", "review", "sam")
+    assert labels[record[61].sha256] == ("cat", "ingest", None)  # confirmed: a duplicate
+    assert labels[record[70].sha256] == ("dog", "ingest", None)  # rejected: folder label kept
+    before = {r.sha256: r.split for r in scanned.records}
+    assert all(r.split == before[r.sha256] for r in merged.records if r.sha256 in before)
+    assert merged_report.conflicts == 0 and merged_report.duplicates == 1
+    assert merged.provenance_counts() == {"ingest": 4, "review": 3}
+    assert merged.classes == ["cat", "dog", "fox"]

@@ -9,7 +9,7 @@ import streamlit as st
 
 from clearsight.catalog import Catalog
 from clearsight.decode import InvalidImageError
-from clearsight.review import ReviewError
+from clearsight.review import LABEL_ERROR_REASON, ReviewError
 from ui import metrics
 from ui.components.auth import require_user
 from ui.config import load_config
@@ -51,15 +51,17 @@ for entry in pending:
     except (OSError, InvalidImageError) as error:
         picture.error("The stored image is not readable.")
         picture.caption(f"{error.__class__.__name__}: {error}")
-    reasons = [
-        name
-        for name, on in (("uncertain", entry["uncertain"]), ("flagged", entry["flagged"]))
-        if on
-    ]
-    details.markdown(
-        f"**#{eid}** · predicted **{entry['label']}** at {entry['confidence']:.1%} "
-        f"(threshold {entry['threshold']:.0%}) · {', '.join(reasons)}"
-    )
+    if entry["reason"] == LABEL_ERROR_REASON:  # queued by the train pipeline's label check
+        details.markdown(
+            f"**#{eid}** · **{LABEL_ERROR_REASON}** · given **{entry['given_label']}** "
+            f"({entry['confidence']:.1%} out-of-sample), suggested "
+            f"**{entry['suggested_label']}**"
+        )
+    else:
+        details.markdown(
+            f"**#{eid}** · predicted **{entry['label']}** at {entry['confidence']:.1%} "
+            f"(threshold {entry['threshold']:.0%}) · {entry['reason']}"
+        )
     details.caption(
         f"{entry['model_name']} v{entry['model_version']} · asked by {entry['requested_by']} "
         f"on {entry['created_at']:%Y-%m-%d %H:%M} UTC · sha256 {entry['sha256'][:12]}"
