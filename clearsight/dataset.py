@@ -552,29 +552,34 @@ def build_manifest(
             report.skipped.append(SkippedFile(path=str(candidate.path), reason=str(error)))
             continue
         report.valid += 1
-        by_hash[info.sha256].append((candidate, info))
+        # Copies are found by their pixels: a re-export or an edited EXIF block is
+        # the same picture, and must not land in train and test at once.
+        by_hash[info.pixel_sha256 or info.sha256].append((candidate, info))
 
     records: list[ImageRecord] = []
     kept_infos: list[ImageInfo] = []
-    for sha, copies in by_hash.items():
+    for copies in by_hash.values():
         labels = sorted({c.label for c, _ in copies})
         if len(labels) > 1:
             places = "; ".join(f"'{c.label}' at {c.path}" for c, _ in copies)
+            pixels = copies[0][1].pixel_sha256[:12]
             for candidate, _ in copies:
                 report.conflicts += 1
                 report.skipped.append(
                     SkippedFile(
                         path=str(candidate.path),
-                        reason=f"label conflict: the same image (sha256 {sha[:12]}) "
+                        reason=f"label conflict: the same image (pixels sha256 {pixels}) "
                         f"is labelled differently: {places}; fix the labels and re-ingest",
                     )
                 )
             continue
         (first, info), *rest = copies
-        for candidate, _ in rest:
+        sha = info.sha256  # the kept copy's bytes: its storage address and split
+        for candidate, copy in rest:
             report.duplicates += 1
+            same = "same bytes" if copy.sha256 == sha else "same pixels, other bytes"
             report.skipped.append(
-                SkippedFile(path=str(candidate.path), reason=f"duplicate of {first.path}")
+                SkippedFile(path=str(candidate.path), reason=f"duplicate of {first.path} ({same})")
             )
         group = None
         if table is not None:

@@ -47,6 +47,7 @@ Output: ``float32`` arrays in [0, 1], shape ``(height, width, 3)``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import warnings
@@ -177,6 +178,12 @@ class DecodedImage:
         significant_bits: Bits the scaling used (``bit_depth`` unless a 16-bit
             image holds fewer significant bits).
         bit_depth_source: ``"container"``, ``"sBIT"`` or ``"detected"``.
+        notes: What decoding did, in words, for reports.
+        pixel_sha256: Identity of the picture (from :func:`inspect` only, else
+            empty): hex SHA-256 of the upright decoded samples, their mode and
+            size. Equal for copies that differ only in metadata (EXIF, text
+            chunks, re-exports of the same pixels). JPEGs are hashed at their
+            1/8 DCT scale, a function of the compressed scan data alone.
     """
 
     pixels: np.ndarray
@@ -186,6 +193,7 @@ class DecodedImage:
     significant_bits: int = 8
     bit_depth_source: str = "container"
     notes: tuple[str, ...] = field(default=())
+    pixel_sha256: str = ""
 
 
 def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
@@ -340,10 +348,12 @@ def _described(
     """
     bits, significant, source = _significant_bits(image, data, options)
     transparency = _has_transparency(image)
+    oriented = ImageOps.exif_transpose(image) if header.orientation != 1 else image
+    identity = ""
     if pixels is None:
         array = np.zeros((0, 0, CHANNELS), np.float32)
+        identity = _pixel_sha256(oriented)
     else:
-        oriented = ImageOps.exif_transpose(image) if header.orientation != 1 else image
         array = _to_rgb_float(oriented, significant, options.background, pixels or None)
     return DecodedImage(
         pixels=array,
@@ -353,7 +363,16 @@ def _described(
         significant_bits=significant,
         bit_depth_source=source,
         notes=_notes(header, transparency, bits, significant, source),
+        pixel_sha256=identity,
     )
+
+
+def _pixel_sha256(image: Image.Image) -> str:
+    """SHA-256 of an image's samples with their mode and size (palettes resolved)."""
+    samples = image.convert("RGBA") if image.mode in ("P", "PA") else image
+    digest = hashlib.sha256(f"{samples.mode}:{samples.size[0]}x{samples.size[1]}:".encode())
+    digest.update(samples.tobytes())
+    return digest.hexdigest()
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

@@ -51,6 +51,8 @@ class ImageInfo:
         significant_bits: Bits per sample used for scaling (8 for 8-bit images).
         frames: Frames or pages in the file (only the first is used).
         notes: What decoding does to this image, for the ingestion report.
+        pixel_sha256: Identity of the picture (``clearsight.decode.DecodedImage``):
+            equal for copies whose bytes differ only in metadata.
     """
 
     sha256: str
@@ -64,6 +66,7 @@ class ImageInfo:
     significant_bits: int = 8
     frames: int = 1
     notes: tuple[str, ...] = ()
+    pixel_sha256: str = ""
 
     @property
     def extension(self) -> str:
@@ -114,4 +117,5 @@ def inspect_image(
         significant_bits=decoded.significant_bits,
         frames=header.frames,
         notes=decoded.notes,
+        pixel_sha256=decoded.pixel_sha256,
     )

@@ -214,7 +214,6 @@ def test_decoding_options_refuse_bad_values():
 def test_ingestion_report_counts_what_decoding_does(tmp_path):
     folder = tmp_path / "photos" / "seven"
     folder.mkdir(parents=True)
-    found = {v.name: v for v in variants(7)}
     names = {
         "png exif orientation 6": "rotated.png",
         "rgba on white": "transparent.png",
@@ -224,15 +223,17 @@ def test_ingestion_report_counts_what_decoding_does(tmp_path):
         "tiff, 2 pages": "scan.tiff",
         "heic": "phone.heic",
         "webp": "web.webp",
-        "bmp": "old.bmp",
     }
-    for variant, filename in names.items():
+    # Each file of another picture: variants of one picture are one image (same pixels).
+    for picture_index, (variant, filename) in enumerate(names.items(), start=10):
+        found = {v.name: v for v in variants(picture_index)}
         (folder / filename).write_bytes(found[variant].data)
+    (folder / "old.bmp").write_bytes(next(v for v in variants(6) if v.name == "bmp").data)
     other = tmp_path / "photos" / "zero"
     other.mkdir()
     (other / "zero.png").write_bytes(variants(0)[0].data)
     manifest, report = build_manifest(tmp_path / "photos", min_side=8)
-    assert report.kept == len(names) + 1, report.skipped
+    assert report.kept == len(names) + 2, report.skipped
     assert report.decoding == {
         "exif_orientation": 1,
         "transparency": 1,

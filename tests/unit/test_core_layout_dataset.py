@@ -109,7 +109,7 @@ def messy(tmp_path):
 def test_bad_files_are_skipped_with_reasons_and_never_stop_the_scan(messy):
     manifest, report = build_manifest(messy)
     reasons = {str(Path(s.path).relative_to(messy)): s.reason for s in report.skipped}
-    assert reasons["a/zz_dup.png"] == f"duplicate of {messy / 'a' / 'a0.png'}"
+    assert reasons["a/zz_dup.png"] == f"duplicate of {messy / 'a' / 'a0.png'} (same bytes)"
     assert reasons["a/conflict.png"].startswith("label conflict")
     assert reasons["b/conflict.png"].startswith("label conflict")
     assert reasons["a/empty.png"] == "empty file (0 bytes)"
