@@ -8,7 +8,7 @@ seldon-core's behaviour, as inside a container) and then runs seldon-core's own
 ``main()`` with the command line unchanged::
 
     python -m stack.seldon.launch clearsight.seldon_model.ImageClassifier \
-        --service-type MODEL --http-port 8000 --grpc-port 9000 --metrics-port 10000
+        --service-type MODEL --http-port 8000 --grpc-port 11000 --metrics-port 10000
 
 It replaces the host part of the two bind addresses seldon-core builds (the
 gunicorn option ``bind`` of the REST and metrics servers, the gRPC server's

@@ -69,7 +69,9 @@ def test_label_error_suspects_are_counted_and_queued(trained):
     checked = step.run_metadata["label_checked_images"]
     suspects = step.run_metadata["label_suspects"]
     assert checked == 1257 + 270  # train + val
-    assert 0 < suspects <= min(20, math.ceil(0.01 * checked))  # configs/train.yaml caps
+    # The bundled digits are cleanly labelled: a short-trained model may find none.
+    # (Recall on deliberately flipped labels: tests/unit/test_core_label_issues.py.)
+    assert 0 <= suspects <= min(20, math.ceil(0.01 * checked))  # configs/train.yaml caps
     assert step.run_metadata["label_suspects_queued"] == suspects
 
 
