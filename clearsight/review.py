@@ -167,6 +167,16 @@ def entry_reason(entry: dict[str, Any]) -> str:
     return ", ".join(name for name in ("uncertain", "flagged") if entry.get(name))
 
 
+def _model_columns(model: dict[str, Any], version: str) -> dict[str, str]:
+    """The queue columns that name the model version an entry is about."""
+    return {
+        "model_name": str(model.get("model_name", "")),
+        "model_version": version,
+        "registered_version": str(model.get("registered_version", "")),
+        "mlflow_run_id": str(model.get("mlflow_run_id", "")),
+    }
+
+
 class ReviewStore:
     """Read and write the review queue, the reviews and the audit log."""
 
@@ -267,10 +277,7 @@ class ReviewStore:
                         probabilities={
                             str(k): float(v) for k, v in answer.get("probabilities", {}).items()
                         },
-                        model_name=str(model.get("model_name", "")),
-                        model_version=version,
-                        registered_version=str(model.get("registered_version", "")),
-                        mlflow_run_id=str(model.get("mlflow_run_id", "")),
+                        **_model_columns(model, version),
                         requested_by=requested_by,
                         created_at=datetime.now(UTC),
                         status=PENDING,
@@ -350,10 +357,7 @@ class ReviewStore:
                             uncertain=False,
                             flagged=False,
                             probabilities=probabilities,
-                            model_name=str(model.get("model_name", "")),
-                            model_version=version,
-                            registered_version=str(model.get("registered_version", "")),
-                            mlflow_run_id=str(model.get("mlflow_run_id", "")),
+                            **_model_columns(model, version),
                             requested_by=LABEL_REVIEW_REQUESTER,
                             created_at=datetime.now(UTC),
                             status=PENDING,
