@@ -22,10 +22,10 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-decoding bench-stacks prometheus postgresql chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-decoding bench-near-duplicates bench-stacks prometheus postgresql chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-15s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo ""
 	@echo "  By hand: source .venv/bin/activate && zenml stack set embedded && python run.py --help"
 
@@ -114,6 +114,9 @@ bench-serving: setup ## Benchmark the Seldon endpoint against mlflow models serv
 
 bench-decoding: setup ## Old vs new image decoding: images/s, pixel differences, unchanged predictions
 	@$(PY) benchmarks/bench_decoding.py
+
+bench-near-duplicates: setup ## Perceptual hashing at ingestion, the near-duplicate index, copy distances
+	@$(PY) benchmarks/bench_near_duplicates.py
 
 bench-stacks: setup airflow-venv ## Time the same cold python run.py on the embedded and production stacks
 	@$(PY) benchmarks/bench_stacks.py

@@ -142,15 +142,17 @@ def _check_decoding(decoding: Any, config: Path) -> None:
 
 
 def _check_ingest_options(params: dict[str, Any], config: Path) -> None:
-    """Refuse invalid label aliases, imbalance threshold or groups before anything runs."""
+    """Refuse invalid label aliases, imbalance threshold, groups or near-duplicate options."""
     from clearsight.dataset import validate_imbalance_ratio
     from clearsight.groups import validate_groups_option
     from clearsight.layout import validate_label_aliases
+    from clearsight.leakage import validate_near_duplicates_option
 
     for name, check in (
         ("label_aliases", validate_label_aliases),
         ("imbalance_warning_ratio", validate_imbalance_ratio),
         ("groups", validate_groups_option),
+        ("near_duplicates", validate_near_duplicates_option),
     ):
         if name in params:
             try:

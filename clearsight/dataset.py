@@ -9,6 +9,7 @@ fingerprint, wherever they were read from.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from clearsight.decode import DecodeOptions
-from clearsight.groups import GroupsOption, group_hash, load_group_table, validate_groups_option
+from clearsight.groups import GroupsOption, load_group_table, validate_groups_option
 from clearsight.images import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
@@ -26,6 +27,14 @@ from clearsight.images import (
     inspect_image,
 )
 from clearsight.layout import Candidate, Layout, scan_folder
+from clearsight.leakage import (
+    Entry,
+    KnownImage,
+    NearDuplicateCluster,
+    NearDuplicatesOption,
+    plan_splits,
+    validate_near_duplicates_option,
+)
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT_RATIOS = (0.70, 0.15, 0.15)
@@ -56,6 +65,21 @@ class ImageRecord(BaseModel):
     # The patient, lesion or field from the metadata table (``groups`` option);
     # left out of the JSON when None, so manifests without a table are unchanged.
     group: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # Identity of the pixels and the key the split was derived from (see
+    # clearsight.leakage); None in manifests written before pixel identity.
+    pixel_sha256: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    split_key: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # The near-duplicate cluster the image belongs to, if any.
+    cluster: str | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
+class Relabel(BaseModel):
+    """A known image found under another label than at its last ingestion."""
+
+    path: str
+    sha256: str
+    previous_label: str
+    label: str
 
 
 class SkippedFile(BaseModel):
@@ -79,6 +103,11 @@ class DatasetManifest(BaseModel):
     decoding: DecodeOptions = Field(
         default_factory=DecodeOptions,
         description="The decoding rules (background, bit depth) every consumer applies.",
+    )
+    # What the near-duplicate search found, conflicts included (left out of the
+    # JSON when empty, so manifests without near-duplicates are unchanged).
+    near_duplicate_clusters: list[NearDuplicateCluster] = Field(
+        default_factory=list, exclude_if=lambda v: not v
     )
 
     @property
@@ -167,6 +196,29 @@ class IngestionReport(BaseModel):
         default_factory=dict,
         description="Groups with images in several splits (leakage; pre-split folders only).",
     )
+    near_duplicate_max_distance: int | None = Field(
+        default=None,
+        description="Hamming distance (bits) of the near-duplicate search; None: not searched.",
+    )
+    near_duplicate_clusters: list[NearDuplicateCluster] = Field(
+        default_factory=list,
+        description="Clusters of near-duplicates (re-saved, resized, cropped copies).",
+    )
+    leakage_prevented: int = Field(
+        default=0,
+        description="Images placed in their near-duplicates' split instead of their own.",
+    )
+    near_duplicate_conflicts: int = Field(
+        default=0, description="Images left out: near-duplicates under different labels."
+    )
+    relabelled: list[Relabel] = Field(
+        default_factory=list,
+        description="Images the catalog knows under another label (a renamed label folder).",
+    )
+    removed: list[str] = Field(
+        default_factory=list,
+        description="Catalogued images of this folder no longer found (marked removed).",
+    )
 
     def groups_summary(self) -> str:
         """Groups per split, e.g. ``groups per split: train 70, val 15, test 15``.
@@ -198,6 +250,32 @@ class IngestionReport(BaseModel):
         """
         return ", ".join(f"{count} {DECODING_COUNTS[key]}" for key, count in self.decoding.items())
 
+    def near_duplicates_summary(self) -> str:
+        """The near-duplicates found, e.g. ``3 near-duplicate clusters (7 images)``.
+
+        Returns:
+            ``""`` when the search was off or found nothing.
+        """
+        if not self.near_duplicate_clusters:
+            return ""
+        kept = [c for c in self.near_duplicate_clusters if not c.conflict]
+        line = (
+            f"{len(self.near_duplicate_clusters)} near-duplicate clusters "
+            f"({sum(len(c.members) for c in kept)} images kept together"
+        )
+        if self.leakage_prevented:
+            line += f", leakage prevented: {self.leakage_prevented} moved to their copies' split"
+        return line + ")"
+
+    def relabel_summary(self) -> str:
+        """Relabelled known images by old and new label, e.g. ``grass -> lawn_grass: 15``.
+
+        Returns:
+            ``""`` when no known image changed label.
+        """
+        moves = Counter((r.previous_label, r.label) for r in self.relabelled)
+        return ", ".join(f"{old} -> {new}: {n}" for (old, new), n in sorted(moves.items()))
+
     def summary(self) -> str:
         """One line a person can read at the end of a run."""
         invalid = len(self.skipped) - self.duplicates - self.conflicts
@@ -206,6 +284,13 @@ class IngestionReport(BaseModel):
             f"({self.duplicates} duplicates, {self.conflicts} label conflicts, "
             f"{invalid} invalid or unsupported)"
         )
+        if self.near_duplicates_summary():
+            line += f"; {self.near_duplicates_summary()}"
+        if self.relabelled:
+            line += f"; {len(self.relabelled)} known images relabelled ({self.relabel_summary()})"
+        if self.removed:
+            verb = "would be" if self.dry_run else "marked"
+            line += f"; {len(self.removed)} catalogued images no longer found ({verb} removed)"
         if self.wrappers:
             line += f"; read from wrapping folder {'/'.join(self.wrappers)}/"
         if self.groups_summary():
@@ -254,30 +339,29 @@ def decoding_counts(infos: Iterable[ImageInfo]) -> dict[str, int]:
     return {key: count for key, count in counts.items() if count}
 
 
-def assign_split(sha256: str, ratios: tuple[float, float, float]) -> str:
-    """Assign a split from the content hash alone.
+def assign_split(key: str, ratios: tuple[float, float, float]) -> str:
+    """Assign a split from a hex key alone (a pixel hash, a group's hash).
 
-    The hash is read as a uniform number in [0, 1): the same image always gets
+    The key is read as a uniform number in [0, 1): the same image always gets
     the same split, whatever else is in the folder, so re-ingesting a grown
     dataset never moves an image between train and test. Applied per class,
-    the proportions hold in expectation in every class (stratified).
+    the proportions hold in expectation in every class (stratified). Which
+    key an image gets is decided by :mod:`clearsight.leakage`.
+
+    Args:
+        key: At least 15 hex digits (a SHA-256 hex digest).
+        ratios: Train, val and test shares summing to 1.
+
+    Returns:
+        ``train``, ``val`` or ``test``.
     """
     train, val, _ = ratios
-    position = int(sha256[:15], 16) / 16**15
+    position = int(key[:15], 16) / 16**15
     if position < train:
         return "train"
     if position < train + val:
         return "val"
     return "test"
-
-
-def group_split(sha256: str, group: str | None, ratios: tuple[float, float, float]) -> str:
-    """The hash-derived split of an image: from its group when it has one.
-
-    All images of a group share the split of :func:`clearsight.groups.group_hash`;
-    an image without a group keeps the split of its own content hash.
-    """
-    return assign_split(group_hash(group) if group is not None else sha256, ratios)
 
 
 def group_counts(
@@ -471,13 +555,21 @@ def build_manifest(
     label_aliases: Mapping[str, str] | None = None,
     imbalance_warning_ratio: float | None = DEFAULT_IMBALANCE_WARNING_RATIO,
     groups: Mapping[str, object] | GroupsOption | None = None,
+    near_duplicates: Mapping[str, object] | NearDuplicatesOption | None = None,
+    known: Iterable[KnownImage] | None = None,
 ) -> tuple[DatasetManifest, IngestionReport]:
     """Scan, validate, hash and de-duplicate a data folder.
 
-    Bad files never stop the scan: each is skipped with its reason. Identical
-    bytes are kept once; identical bytes under different labels are a conflict
-    and every copy is excluded. Unsplit layouts get hash-derived splits.
-    Wrapping folders are descended and labels normalised as
+    Bad files never stop the scan: each is skipped with its reason. Copies
+    with identical decoded pixels (:func:`clearsight.decode.inspect`, so a
+    re-export or an edited EXIF block is the same picture) are kept once; under
+    different labels they are a conflict and every copy is excluded.
+    Near-duplicates (re-saved, resized, lightly cropped) are clustered and kept
+    in one split, or excluded as a conflict across labels; unsplit layouts get
+    splits derived from the pixel hash, the group or the catalog's key, as
+    :mod:`clearsight.leakage` describes. Known images found under another label
+    are reported as relabelled, known images of this folder no longer found
+    as removed. Wrapping folders are descended and labels normalised as
     :func:`clearsight.layout.scan_folder` describes. The class count is not
     checked here (a drift batch may hold one class); ingestion checks it with
     :func:`clearsight.layout.validate_class_count`.
@@ -500,6 +592,11 @@ def build_manifest(
             hash, so a group never spans splits; images without a row keep their
             content-hash split. Pre-split: a group in several splits is warned
             about (nothing moves). None or ``file: None``: no table.
+        near_duplicates: The near-duplicate search (``{max_distance, leakage}``,
+            :class:`clearsight.leakage.NearDuplicatesOption`; default: on).
+        known: The catalog's images (``clearsight.catalog.Catalog.known_images``):
+            a known image keeps the key its split came from, and relabels and
+            removals are reported. None: nothing is known (a fresh catalog).
 
     Returns:
         The candidate manifest (uris are the source paths) and the report.
@@ -513,6 +610,8 @@ def build_manifest(
     """
     ratios = validate_ratios(split_ratios)
     threshold = validate_imbalance_ratio(imbalance_warning_ratio)
+    near_duplicates = validate_near_duplicates_option(near_duplicates)
+    known = list(known or ())
     decoding = decoding or DecodeOptions()
     table = load_group_table(data_dir, validate_groups_option(groups))
     started = datetime.now(UTC)
@@ -556,8 +655,9 @@ def build_manifest(
         # the same picture, and must not land in train and test at once.
         by_hash[info.pixel_sha256 or info.sha256].append((candidate, info))
 
-    records: list[ImageRecord] = []
-    kept_infos: list[ImageInfo] = []
+    known_by = known_index(known)
+    entries: list[Entry] = []
+    kept: list[tuple[Candidate, ImageInfo]] = []
     for copies in by_hash.values():
         labels = sorted({c.label for c, _ in copies})
         if len(labels) > 1:
@@ -574,7 +674,7 @@ def build_manifest(
                 )
             continue
         (first, info), *rest = copies
-        sha = info.sha256  # the kept copy's bytes: its storage address and split
+        sha = info.sha256  # the kept copy's bytes: its storage address
         for candidate, copy in rest:
             report.duplicates += 1
             same = "same bytes" if copy.sha256 == sha else "same pixels, other bytes"
@@ -585,28 +685,81 @@ def build_manifest(
         if table is not None:
             found_groups = (table.group_of(c.path, group_roots) for c, _ in copies)
             group = next((g for g in found_groups if g is not None), None)
-        split = first.split if layout is Layout.PRE_SPLIT else group_split(sha, group, ratios)
+        kept.append((first, info))
+        entries.append(
+            Entry(
+                path=str(first.path),
+                sha256=sha,
+                pixel_sha256=info.pixel_sha256,
+                perceptual_hash=info.perceptual_hash,
+                label=first.label,
+                folder_split=first.split if layout is Layout.PRE_SPLIT else None,
+                group=group,
+                known=_known_for(known_by, copies),
+            )
+        )
+
+    plan = plan_splits(
+        entries,
+        assign=lambda key: assign_split(key, ratios),
+        pre_split=layout is Layout.PRE_SPLIT,
+        option=near_duplicates,
+    )
+    report.near_duplicate_max_distance = near_duplicates.max_distance
+    report.near_duplicate_clusters = plan.clusters
+    report.leakage_prevented = plan.moved
+    report.warnings.extend(
+        f"near-duplicate cluster {cluster} spans several split folders (leakage); move its "
+        "images into one split folder, or set near_duplicates.leakage: move"
+        for cluster in plan.spread
+    )
+    records: list[ImageRecord] = []
+    kept_infos: list[ImageInfo] = []
+    for i, ((_, info), entry) in enumerate(zip(kept, entries, strict=True)):
+        if i in plan.excluded:
+            report.conflicts += 1
+            report.near_duplicate_conflicts += 1
+            report.skipped.append(SkippedFile(path=entry.path, reason=plan.excluded[i]))
+            continue
+        if entry.known is not None and entry.known.label != entry.label:
+            report.relabelled.append(
+                Relabel(
+                    path=entry.path,
+                    sha256=entry.sha256,
+                    previous_label=entry.known.label,
+                    label=entry.label,
+                )
+            )
         kept_infos.append(info)
         records.append(
             ImageRecord(
-                sha256=sha,
-                label=first.label,
-                split=split,
-                uri=str(first.path),
+                sha256=entry.sha256,
+                label=entry.label,
+                split=plan.splits[i],
+                uri=entry.path,
                 width=info.width,
                 height=info.height,
                 mode=info.mode,
                 format=info.format,
                 num_bytes=info.num_bytes,
-                source_path=str(first.path),
-                group=group,
+                source_path=entry.path,
+                group=entry.group,
+                pixel_sha256=info.pixel_sha256 or None,
+                split_key=plan.keys[i] or None,
+                cluster=plan.cluster_of.get(i),
             )
         )
+    report.removed = _removed(known, root, {r.sha256 for r in records})
 
     records.sort(key=lambda r: (r.split, r.label, r.sha256))
     classes = sorted({r.label for r in records})
     manifest = DatasetManifest(
-        source=root, layout=layout.value, classes=classes, records=records, decoding=decoding
+        source=root,
+        layout=layout.value,
+        classes=classes,
+        records=records,
+        decoding=decoding,
+        near_duplicate_clusters=plan.clusters,
     )
     report.kept = len(records)
     report.decoding = decoding_counts(kept_infos)
@@ -615,11 +768,53 @@ def build_manifest(
     report.provenance = manifest.provenance_counts()
     report.imbalance = imbalance_ratios(manifest)
     report.warnings = (
-        _set_group_report(report, manifest)
+        report.warnings
+        + _set_group_report(report, manifest)
         + split_warnings(manifest)
         + imbalance_warnings(manifest, threshold)
     )
     return manifest, report
+
+
+def known_index(known: Iterable[KnownImage] | None) -> dict[str, KnownImage]:
+    """The catalog's images by byte hash and by ``pixels:<pixel hash>``.
+
+    Args:
+        known: The catalog's images (``Catalog.known_images()``), or None.
+
+    Returns:
+        A lookup by byte hash (exact) and by ``"pixels:" + pixel_sha256``.
+    """
+    index: dict[str, KnownImage] = {}
+    for image in known or ():
+        if image.pixel_sha256:
+            index.setdefault(f"pixels:{image.pixel_sha256}", image)
+        index[image.sha256] = image
+    return index
+
+
+def _known_for(
+    index: Mapping[str, KnownImage], copies: list[tuple[Candidate, ImageInfo]]
+) -> KnownImage | None:
+    """The catalog's record of a picture: by the bytes of any copy, else by its pixels."""
+    for _, info in copies:
+        if info.sha256 in index:
+            return index[info.sha256]
+    pixels = copies[0][1].pixel_sha256
+    return index.get(f"pixels:{pixels}") if pixels else None
+
+
+def _removed(known: Iterable[KnownImage] | None, root: str, present: set[str]) -> list[str]:
+    """Source paths of catalogued images read from ``root`` that are no longer there."""
+    prefix = root.rstrip(os.sep) + os.sep
+    return sorted(
+        image.source_path
+        for image in known or ()
+        if image.provenance == "ingest"
+        and not image.removed
+        and (image.source_path == root or image.source_path.startswith(prefix))
+        and image.sha256 not in present
+    )
 
 
 def merge_reviewed(
@@ -631,9 +826,9 @@ def merge_reviewed(
     """Merge expert-reviewed images (provenance ``review``) into a scanned manifest.
 
     The rules are those of a folder scan: an image already in the reference
-    data under the same label is a duplicate (the reference record is kept);
-    under another label it is a conflict and every copy is left out, with the
-    reason in the report, for a person to settle.
+    data (same bytes or same pixels) under the same label is a duplicate (the
+    reference record is kept); under another label it is a conflict and every
+    copy is left out, with the reason in the report, for a person to settle.
 
     Args:
         manifest: The manifest scanned from the reference folder.
@@ -649,21 +844,22 @@ def merge_reviewed(
     report = report.model_copy(deep=True)
     report.reviewed = len(reviewed) + len(skipped)
     report.skipped.extend(skipped)
-    by_hash = {r.sha256: r for r in manifest.records}
+    by_hash = {_identity(r): r for r in manifest.records}
+    by_hash.update({r.sha256: r for r in manifest.records})
     records = list(manifest.records)
     conflicted: set[str] = set()
     for record in reviewed:
-        known = by_hash.get(record.sha256)
+        known = by_hash.get(record.sha256) or by_hash.get(_identity(record))
         if known is None:
             records.append(record)
-            by_hash[record.sha256] = record
+            by_hash[record.sha256] = by_hash[_identity(record)] = record
         elif known.label == record.label:
             report.duplicates += 1
             report.skipped.append(
                 SkippedFile(path=record.uri, reason=f"duplicate of {known.source_path}")
             )
         else:
-            conflicted.add(record.sha256)
+            conflicted.update((record.sha256, known.sha256))
             reason = (
                 f"label conflict: the same image (sha256 {record.sha256[:12]}) was reviewed as "
                 f"'{record.label}' by {record.reviewed_by} and is labelled '{known.label}' at "
@@ -689,3 +885,8 @@ def merge_reviewed(
         + imbalance_warnings(merged, report.imbalance_warning_ratio)
     )
     return merged, report
+
+
+def _identity(record: ImageRecord) -> str:
+    """The key of a record's picture: its pixel hash, else (older manifests) its bytes."""
+    return f"pixels:{record.pixel_sha256}" if record.pixel_sha256 else record.sha256

@@ -43,6 +43,12 @@ Decoding rules (Pillow does the decoding; each rule is applied in this order):
    ``tf.image.resize(..., antialias=True)``), aspect ratio not kept.
 
 Output: ``float32`` arrays in [0, 1], shape ``(height, width, 3)``.
+
+Identity and likeness (from :func:`inspect`): ``pixel_sha256`` hashes the
+upright decoded samples exactly; ``perceptual_hash`` is the 64-bit DCT hash
+(``imagehash.phash``) of the picture rendered by rules 3-6 and resized to 32x32
+by rule 7, which copies re-saved, resized, slightly cropped or EXIF-rotated keep
+within a few bits (:mod:`clearsight.near_duplicates` finds them).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -92,8 +99,22 @@ _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
 _AUTO_BIT_DEPTHS = (10, 12, 14)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Perceptual hash (imagehash.phash defaults): the 8x8 lowest frequencies of the
+# DCT of a 32x32 greyscale rendering, each bit "above the median"; 64 bits.
+_PHASH_BITS_SIDE = 8
+_PHASH_INPUT_SIDE = 32  # _PHASH_BITS_SIDE x imagehash's highfreq_factor (4)
+# Images whose smaller side (after orientation, at full size: not the 1/8
+# DCT scale a JPEG is validated at) is below this, in pixels, get no perceptual
+# hash: too little picture for 64 bits to tell images apart. Measured on the
+# bundled UCI digits (data/digits: 1,797 greyscale 32x32 PNGs, the 8x8 originals
+# enlarged), hashed as this module renders them: 81 pairs of genuinely
+# different handwritten digits (different pixels; same digit) are within
+# Hamming distance 4 of each other, 1,394 pairs within 8. From 64 px the 32x32
+# hash input is at least a 2x reduction of the picture.
+PERCEPTUAL_HASH_MIN_SIDE = 64
 
 Background = tuple[int, int, int]
+Box = tuple[float, float, float, float]  # left, top, right, bottom, in pixels
 NAMED_BACKGROUNDS: dict[str, Background] = {"white": (255, 255, 255), "black": (0, 0, 0)}
 
 
@@ -184,6 +205,15 @@ class DecodedImage:
             size. Equal for copies that differ only in metadata (EXIF, text
             chunks, re-exports of the same pixels). JPEGs are hashed at their
             1/8 DCT scale, a function of the compressed scan data alone.
+        perceptual_hash: Likeness of the picture (from :func:`inspect` only,
+            else empty): ``imagehash.phash`` (64 bits, 16 hex digits) of the
+            upright picture rendered by this module's rules (transparency
+            composited onto the background, high bit depths scaled) and
+            resized to 32x32; ``""`` when the smaller side is below
+            :data:`PERCEPTUAL_HASH_MIN_SIDE`. Re-saved, resized, slightly
+            cropped and EXIF-rotated copies hash a few bits apart
+            (:mod:`clearsight.near_duplicates`); equal pixels hash equally.
+            JPEGs are hashed from their 1/8 DCT scale, as for ``pixel_sha256``.
     """
 
     pixels: np.ndarray
@@ -194,6 +224,7 @@ class DecodedImage:
     bit_depth_source: str = "container"
     notes: tuple[str, ...] = field(default=())
     pixel_sha256: str = ""
+    perceptual_hash: str = ""
 
 
 def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
@@ -225,14 +256,16 @@ def inspect(
 
     Every pixel is decoded (truncated or corrupt files fail here, not in a
     training epoch), JPEGs at their smallest DCT scale since only validity is
-    checked; transparency and significant bits are measured. ``pixels`` is an
-    empty ``(0, 0, 3)`` array.
+    checked; transparency and significant bits are measured, and the pixel
+    identity and perceptual hash computed. ``pixels`` is an empty
+    ``(0, 0, 3)`` array.
 
     Args:
         data: The file's bytes.
         min_side: Smallest accepted width or height, in pixels.
         max_pixels: Largest accepted width x height, checked on the header.
-        options: Decoding rules (for the significant-bits rule).
+        options: Decoding rules (significant bits; background and bit depth
+            of the picture the perceptual hash is computed from).
 
     Returns:
         The decoded image's description (no pixels).
@@ -247,10 +280,11 @@ def inspect(
                 f"image too small: {header.width}x{header.height}, "
                 f"the smallest side must be at least {min_side} px"
             )
-        if header.format in ("JPEG", "MPO"):
-            image.draft(None, (1, 1))
+        draft = image.draft(None, (1, 1)) if header.format in ("JPEG", "MPO") else None
         _load(image)
-        return _described(image, data, header, options, pixels=None)
+        return _described(
+            image, data, header, options, pixels=None, draft_box=draft[1] if draft else None
+        )
 
 
 def decode(
@@ -340,19 +374,24 @@ def _described(
     header: ImageHeader,
     options: DecodeOptions,
     pixels: int | None,
+    draft_box: Box | None = None,
 ) -> DecodedImage:
     """Measure a loaded image and, unless ``pixels`` is None, convert it.
 
     ``pixels``: ``None`` for no pixels (validation), ``0`` for the full image,
-    else the output side in pixels.
+    else the output side in pixels. ``draft_box``: the picture's extent in the
+    DCT-scaled (``draft``) pixels, as ``Image.draft`` returns it.
     """
     bits, significant, source = _significant_bits(image, data, options)
     transparency = _has_transparency(image)
     oriented = ImageOps.exif_transpose(image) if header.orientation != 1 else image
-    identity = ""
+    identity = perceptual = ""
     if pixels is None:
         array = np.zeros((0, 0, CHANNELS), np.float32)
         identity = _pixel_sha256(oriented)
+        if min(header.width, header.height) >= PERCEPTUAL_HASH_MIN_SIDE:
+            box = _oriented_box(header.orientation, image.size, draft_box)
+            perceptual = _perceptual_hash(oriented, significant, options.background, box)
     else:
         array = _to_rgb_float(oriented, significant, options.background, pixels or None)
     return DecodedImage(
@@ -364,6 +403,7 @@ def _described(
         bit_depth_source=source,
         notes=_notes(header, transparency, bits, significant, source),
         pixel_sha256=identity,
+        perceptual_hash=perceptual,
     )
 
 
@@ -373,6 +413,58 @@ def _pixel_sha256(image: Image.Image) -> str:
     digest = hashlib.sha256(f"{samples.mode}:{samples.size[0]}x{samples.size[1]}:".encode())
     digest.update(samples.tobytes())
     return digest.hexdigest()
+
+
+def _perceptual_hash(
+    image: Image.Image, significant_bits: int, background: Background, box: Box | None
+) -> str:
+    """``imagehash.phash`` of the picture as this module renders it, 16 hex digits.
+
+    The oriented image is composited and scaled as for the model and resized
+    to 32x32 from ``box`` by ``_to_rgb_float`` (bilinear, antialiased, aspect
+    ratio not kept, as phash does), then rounded to 8 bits; phash's own
+    resize to 32x32 is then a copy. So pixels equal under this module's rules
+    hash equally.
+    """
+    rgb = _to_rgb_float(image, significant_bits, background, _PHASH_INPUT_SIDE, box=box)
+    small = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+    bits = imagehash.phash(small, hash_size=_PHASH_BITS_SIDE).hash  # 8x8 bool, row-major
+    return np.packbits(bits).tobytes().hex()  # = str(ImageHash), first bit most significant
+
+
+def _oriented_box(
+    orientation: int, draft_size: tuple[int, int], draft_box: Box | None
+) -> Box | None:
+    """The picture's extent in the oriented draft pixels, or None when it fills them.
+
+    A JPEG decoded at 1/s scale has ``ceil(side / s)`` pixels per side, the
+    last row and column covering only part of an 8x8 block; ``Image.draft``
+    returns the true extent, ``(0, 0, width / s, height / s)``, in stored
+    coordinates. Orientation moves the partial right and bottom edges to
+    other sides; resizing from the true extent keeps copies with different
+    block grids (resized, cropped) aligned.
+    """
+    if draft_box is None:
+        return None
+    right = draft_size[0] - draft_box[2]
+    bottom = draft_size[1] - draft_box[3]
+    if right == 0 and bottom == 0:
+        return None
+    # Margins (left, top, right, bottom) after each EXIF orientation's transpose.
+    left, top, right, bottom = {
+        1: (0, 0, right, bottom),
+        2: (right, 0, 0, bottom),  # mirrored left-right
+        3: (right, bottom, 0, 0),  # rotated 180
+        4: (0, bottom, right, 0),  # mirrored top-bottom
+        5: (0, 0, bottom, right),  # transposed
+        6: (bottom, 0, 0, right),  # rotated 90 clockwise to display
+        7: (bottom, right, 0, 0),  # transversed
+        8: (0, right, bottom, 0),  # rotated 90 counter-clockwise to display
+    }[orientation]
+    width, height = draft_size
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        width, height = height, width
+    return (left, top, width - right, height - bottom)
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -508,10 +600,14 @@ def _png_sbit(data: bytes) -> int | None:
 
 
 def _to_rgb_float(
-    image: Image.Image, significant_bits: int, background: Background, size: int | None
+    image: Image.Image,
+    significant_bits: int,
+    background: Background,
+    size: int | None,
+    box: Box | None = None,
 ) -> np.ndarray:
     if image.mode.startswith("I"):
-        return _high_bit_depth_rgb(image, significant_bits, background, size)
+        return _high_bit_depth_rgb(image, significant_bits, background, size, box)
     if image.has_transparency_data:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
@@ -519,13 +615,17 @@ def _to_rgb_float(
         rgb = canvas.convert("RGB")
     else:
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy
-    if size is not None and rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+    if size is not None and (rgb.size != (size, size) or box is not None):
+        rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, box=box)
     return np.asarray(rgb, dtype=np.float32) / np.float32(255)
 
 
 def _high_bit_depth_rgb(
-    image: Image.Image, significant_bits: int, background: Background, size: int | None
+    image: Image.Image,
+    significant_bits: int,
+    background: Background,
+    size: int | None,
+    box: Box | None = None,
 ) -> np.ndarray:
     values = np.asarray(image, dtype=np.float32)
     scale = np.float32(2**significant_bits - 1)
@@ -535,8 +635,8 @@ def _high_bit_depth_rgb(
         shade = np.float32(np.mean(background) / 255)
         grey = np.where(values == key, shade, grey)
     channel = Image.fromarray(grey, mode="F")
-    if size is not None and channel.size != (size, size):
-        channel = channel.resize((size, size), Image.Resampling.BILINEAR)
+    if size is not None and (channel.size != (size, size) or box is not None):
+        channel = channel.resize((size, size), Image.Resampling.BILINEAR, box=box)
     single = np.clip(np.asarray(channel, dtype=np.float32), 0.0, 1.0)
     return np.repeat(single[:, :, np.newaxis], CHANNELS, axis=2)
 

@@ -53,6 +53,8 @@ class ImageInfo:
         notes: What decoding does to this image, for the ingestion report.
         pixel_sha256: Identity of the picture (``clearsight.decode.DecodedImage``):
             equal for copies whose bytes differ only in metadata.
+        perceptual_hash: 64-bit DCT hash of the picture, 16 hex digits, or
+            ``""`` below 64 px a side (``clearsight.decode.DecodedImage``).
     """
 
     sha256: str
@@ -67,6 +69,7 @@ class ImageInfo:
     frames: int = 1
     notes: tuple[str, ...] = ()
     pixel_sha256: str = ""
+    perceptual_hash: str = ""
 
     @property
     def extension(self) -> str:
@@ -118,4 +121,5 @@ def inspect_image(
         frames=header.frames,
         notes=decoded.notes,
         pixel_sha256=decoded.pixel_sha256,
+        perceptual_hash=decoded.perceptual_hash,
     )

@@ -1,7 +1,8 @@
 """Expert review: the queue of doubtful predictions, the reviews, the audit log.
 
 Three tables live in the same database as the image catalog (SQLite by
-default, any SQLAlchemy URL):
+default, any SQLAlchemy URL; their schema is migrated by
+:mod:`clearsight.migrations` when a :class:`ReviewStore` opens):
 
 * ``review_predictions``: every prediction kept for review (the answer was
   uncertain, or a user flagged it; or the train pipeline's label check
@@ -49,9 +50,17 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from clearsight.catalog import check_url
-from clearsight.dataset import DatasetManifest, ImageRecord, SkippedFile, assign_split
+from clearsight.dataset import (
+    DatasetManifest,
+    ImageRecord,
+    KnownImage,
+    SkippedFile,
+    assign_split,
+    known_index,
+)
 from clearsight.errors import CatalogError, ClearsightError
 from clearsight.images import DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
+from clearsight.migrations import upgrade_database
 from clearsight.storage import ContentStore
 
 PENDING = "pending"
@@ -186,8 +195,8 @@ class ReviewStore:
         try:
             if parsed.get_backend_name() == "sqlite":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            upgrade_database(url)  # the schema is Alembic's (clearsight/migrations)
             self.engine: Engine = create_engine(url, future=True)
-            metadata.create_all(self.engine)
         except (OSError, SQLAlchemyError) as error:
             raise CatalogError(
                 f"Cannot open the review tables at {parsed.render_as_string(hide_password=True)}:"
@@ -585,13 +594,15 @@ def reviewed_records(
     *,
     min_side: int = 1,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    known: Iterable[KnownImage] | None = None,
 ) -> tuple[list[ImageRecord], list[SkippedFile]]:
     """Turn the labelled production set into dataset records, re-validating every image.
 
     Each stored image is read back and decoded: bytes that are missing,
     unreadable or no longer match their hash are skipped with the reason.
-    Splits come from the content hash, like any unsplit folder, so a reviewed
-    image never moves between splits when reviews accumulate.
+    Splits come from the pixel hash, like any unsplit folder (or from the key
+    the catalog recorded for an image it knows), so a reviewed image never
+    moves between splits when reviews accumulate.
 
     Args:
         reviewed: The reviewed images (``ReviewStore.reviewed_images()``).
@@ -599,10 +610,12 @@ def reviewed_records(
         split_ratios: Train, val and test shares.
         min_side: Smallest accepted image side.
         max_pixels: Decompression-bomb guard.
+        known: The catalog's images (``Catalog.known_images()``), or None.
 
     Returns:
         Records with provenance ``review`` (uris in the store) and the skipped images.
     """
+    index = known_index(known)
     records: list[ImageRecord] = []
     skipped: list[SkippedFile] = []
     for image in reviewed:
@@ -622,11 +635,15 @@ def reviewed_records(
                 SkippedFile(path=where, reason="stored bytes no longer match their SHA-256")
             )
             continue
+        seen = index.get(info.sha256) or index.get(f"pixels:{info.pixel_sha256}")
+        key = seen.split_key if seen is not None else info.pixel_sha256 or info.sha256
         records.append(
             ImageRecord(
                 sha256=info.sha256,
                 label=image.label,
-                split=assign_split(info.sha256, split_ratios),
+                split=assign_split(key, split_ratios),
+                pixel_sha256=info.pixel_sha256 or None,
+                split_key=key,
                 uri=image.uri,
                 width=info.width,
                 height=info.height,

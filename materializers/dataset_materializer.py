@@ -16,12 +16,14 @@ from zenml.metadata.metadata_types import MetadataType
 
 from clearsight.dataset import SPLITS, DatasetManifest
 from clearsight.decode import preview
+from materializers.hygiene import near_duplicates_html
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 GRID_FILE = "sample_grid.png"
 COUNTS_FILE = "class_counts.html"
+NEAR_DUPLICATES_FILE = "near_duplicates.html"
 SAMPLES_PER_CLASS = 6
 TILE = 64
 LABEL_WIDTH = 120
@@ -62,7 +64,7 @@ class DatasetManifestMaterializer(BaseMaterializer):
         }
 
     def save_visualizations(self, data: DatasetManifest) -> dict[str, VisualizationType]:
-        """A grid of sample images per class and a table of counts per split."""
+        """Sample images per class, counts per split and the near-duplicate clusters."""
         visualizations: dict[str, VisualizationType] = {}
         counts_uri = os.path.join(self.uri, COUNTS_FILE)
         with fileio.open(counts_uri, "w") as handle:
@@ -74,6 +76,13 @@ class DatasetManifestMaterializer(BaseMaterializer):
             with fileio.open(grid_uri, "wb") as handle:
                 grid.save(handle, format="PNG")
             visualizations[grid_uri] = VisualizationType.IMAGE
+        if data.near_duplicate_clusters:
+            clusters_uri = os.path.join(self.uri, NEAR_DUPLICATES_FILE)
+            with fileio.open(clusters_uri, "w") as handle:
+                handle.write(
+                    near_duplicates_html(data.near_duplicate_clusters, decoding=data.decoding)
+                )
+            visualizations[clusters_uri] = VisualizationType.HTML
         return visualizations
 
 

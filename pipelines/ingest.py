@@ -23,6 +23,7 @@ def ingest_pipeline(
     label_aliases: dict[str, str] | None = None,
     imbalance_warning_ratio: float | None = 10.0,
     groups: dict[str, Any] | None = None,
+    near_duplicates: dict[str, Any] | None = None,
 ) -> None:
     """Scan and validate, store new images by content, record in the catalog.
 
@@ -49,6 +50,9 @@ def ingest_pipeline(
         groups: The metadata table giving each image its group (``file``,
             ``image_column``, ``group_column``; ``file: null``: no table), so
             a patient, lesion or field never spans two splits.
+        near_duplicates: The near-duplicate search (``max_distance`` in bits,
+            null: off; ``leakage``: ``move`` or ``report``), so re-saved,
+            resized or cropped copies share a split (``clearsight.leakage``).
     """
     candidate, scan_report = scan_images(
         data_dir=data_dir,
@@ -62,6 +66,7 @@ def ingest_pipeline(
         label_aliases=label_aliases,
         imbalance_warning_ratio=imbalance_warning_ratio,
         groups=groups,
+        near_duplicates=near_duplicates,
     )
     if dry_run:
         catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageDraw, PngImagePlugin
 from sklearn.datasets import load_digits
 
 WIDTH, HEIGHT = 48, 64
@@ -205,3 +205,23 @@ def variants(index: int) -> list[Variant]:
         Variant("heic", save(upright, "HEIF", quality=95), reference, lossy=True),
     ]
     return found
+
+
+def photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A photo-like RGB picture, distinct per seed: smooth light, shapes, sensor noise.
+
+    Large enough (both sides >= 64 px) for a perceptual hash, unlike :func:`picture`.
+    """
+    rng = np.random.default_rng(seed)
+    width, height = size
+    light = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8), "RGB")
+    image = light.resize(size, Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x0, y0 = rng.integers(0, width - 40), rng.integers(0, height - 40)
+        x1, y1 = x0 + rng.integers(30, width // 2), y0 + rng.integers(30, height // 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((int(x0), int(y0), int(x1), int(y1)), fill=colour)
+    noisy = np.asarray(image, np.float64) + rng.normal(0, 6, (height, width, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")

@@ -40,7 +40,8 @@ def catalog_ingestion(
     finally:
         catalog.close()
     logger.info(
-        "Catalog %s: ingestion #%d recorded, %d images known in total.",
+        "Catalog %s: ingestion #%d recorded, %d images present in total (removed ones "
+        "kept in the history, not counted).",
         display_url(url),
         ingestion_id,
         total,

@@ -9,11 +9,12 @@ from tqdm.auto import tqdm
 from zenml import log_metadata, step
 from zenml.io import fileio
 
-from clearsight.catalog import resolve_catalog_url
+from clearsight.catalog import read_known_images, resolve_catalog_url
 from clearsight.dataset import (
     DEFAULT_IMBALANCE_WARNING_RATIO,
     DatasetManifest,
     IngestionReport,
+    KnownImage,
     build_manifest,
     merge_reviewed,
     validate_imbalance_ratio,
@@ -22,16 +23,20 @@ from clearsight.decode import DecodeOptions
 from clearsight.errors import DataFolderError
 from clearsight.groups import validate_groups_option
 from clearsight.layout import validate_class_count, validate_label_aliases
+from clearsight.leakage import validate_near_duplicates_option
 from clearsight.names import ArtifactName
 from clearsight.review import ReviewStore, apply_label_corrections, reviewed_records
-from materializers import DatasetManifestMaterializer
+from materializers import DatasetManifestMaterializer, IngestionReportMaterializer
 
 logger = logging.getLogger(__name__)
 
 
 @step(
     enable_cache=False,  # the folder may have changed since the last run
-    output_materializers={ArtifactName.CANDIDATE_DATASET: DatasetManifestMaterializer},
+    output_materializers={
+        ArtifactName.CANDIDATE_DATASET: DatasetManifestMaterializer,
+        ArtifactName.SCAN_REPORT: IngestionReportMaterializer,
+    },
 )
 def scan_images(
     data_dir: str,
@@ -45,6 +50,7 @@ def scan_images(
     label_aliases: dict[str, str] | None = None,
     imbalance_warning_ratio: float | None = DEFAULT_IMBALANCE_WARNING_RATIO,
     groups: dict[str, Any] | None = None,
+    near_duplicates: dict[str, Any] | None = None,
 ) -> tuple[
     Annotated[DatasetManifest, ArtifactName.CANDIDATE_DATASET],
     Annotated[IngestionReport, ArtifactName.SCAN_REPORT],
@@ -78,6 +84,9 @@ def scan_images(
             relative to ``data_dir`` or absolute, null for no table. Unsplit
             folders are split by group; pre-split folders are checked for
             groups in several splits (see ``clearsight.groups``).
+        near_duplicates: The near-duplicate search: ``{max_distance, leakage}``
+            (bits between perceptual hashes, null: off; ``move`` or ``report``),
+            see ``clearsight.leakage``.
 
     Returns:
         The candidate manifest (uris are source paths) and the scan report.
@@ -93,6 +102,9 @@ def scan_images(
     aliases = validate_label_aliases(label_aliases)
     threshold = validate_imbalance_ratio(imbalance_warning_ratio)
     group_option = validate_groups_option(groups)
+    near_option = validate_near_duplicates_option(near_duplicates)
+    url = resolve_catalog_url(catalog_url)
+    known = read_known_images(url)
     manifest, report = build_manifest(
         data_dir,
         min_side=min_side,
@@ -103,6 +115,8 @@ def scan_images(
         label_aliases=aliases,
         imbalance_warning_ratio=threshold,
         groups=group_option,
+        near_duplicates=near_option,
+        known=known,
     )
     if report.wrappers:
         logger.warning(
@@ -113,8 +127,9 @@ def scan_images(
             "/".join([data_dir.rstrip("/"), *report.wrappers]),
         )
     if include_reviews:
-        url = resolve_catalog_url(catalog_url)
-        manifest, report = _merge_reviews(manifest, report, url, ratios, min_side, max_pixels)
+        manifest, report = _merge_reviews(
+            manifest, report, url, ratios, min_side, max_pixels, known
+        )
     report.dry_run = dry_run
     for skipped in report.skipped:
         logger.warning("Skipped %s: %s", skipped.path, skipped.reason)
@@ -129,6 +144,32 @@ def scan_images(
     logger.info("Scan of %s: %s", data_dir, report.summary())
     if report.decoding:
         logger.info("Decoding: %s.", report.decoding_summary())
+    for cluster in report.near_duplicate_clusters:
+        logger.info(
+            "Near-duplicates%s: %s.",
+            " (label conflict, all left out)" if cluster.conflict else "",
+            ", ".join(
+                f"{m.path} [{m.label}, {m.split or 'left out'}"
+                + (f", moved from {m.moved_from}" if m.moved_from else "")
+                + "]"
+                for m in cluster.members
+            ),
+        )
+    for relabel in report.relabelled[:20]:
+        logger.warning(
+            "Relabelled: %s was '%s' at the last ingestion, now '%s'.",
+            relabel.path,
+            relabel.previous_label,
+            relabel.label,
+        )
+    if report.removed:
+        logger.warning(
+            "%d catalogued images of %s are no longer there (%s)%s.",
+            len(report.removed),
+            data_dir,
+            ", ".join(report.removed[:5]),
+            "; a dry run marks nothing" if dry_run else "; the catalog marks them removed",
+        )
     log_metadata(
         metadata={
             "scanned": report.scanned,
@@ -145,6 +186,11 @@ def scan_images(
             "groups": report.groups,
             "ungrouped": report.ungrouped,
             "cross_split_groups": len(report.cross_split_groups),
+            "near_duplicate_clusters": len(report.near_duplicate_clusters),
+            "leakage_prevented": report.leakage_prevented,
+            "near_duplicate_conflicts": report.near_duplicate_conflicts,
+            "relabelled": len(report.relabelled),
+            "removed": len(report.removed),
         },
         artifact_name=ArtifactName.SCAN_REPORT,
         infer_artifact=True,
@@ -179,6 +225,7 @@ def _merge_reviews(
     ratios: tuple[float, ...],
     min_side: int,
     max_pixels: int,
+    known: list[KnownImage],
 ) -> tuple[DatasetManifest, IngestionReport]:
     store = ReviewStore(url)
     try:
@@ -188,7 +235,7 @@ def _merge_reviews(
     if not reviewed:
         return manifest, report
     records, skipped = reviewed_records(
-        reviewed, _read, ratios, min_side=min_side, max_pixels=max_pixels
+        reviewed, _read, ratios, min_side=min_side, max_pixels=max_pixels, known=known
     )
     # Reviewed suspects of the label-error check relabel the folder's image.
     manifest, records, relabelled = apply_label_corrections(manifest, reviewed, records)

@@ -13,14 +13,17 @@ from zenml.io import fileio
 from clearsight.dataset import DatasetManifest, IngestionReport
 from clearsight.names import ArtifactName
 from clearsight.storage import ContentStore
-from materializers import DatasetManifestMaterializer
+from materializers import DatasetManifestMaterializer, IngestionReportMaterializer
 
 logger = logging.getLogger(__name__)
 
 
 @step(
     enable_cache=False,  # must check the store itself: it is cheap and exact
-    output_materializers={ArtifactName.DATASET: DatasetManifestMaterializer},
+    output_materializers={
+        ArtifactName.DATASET: DatasetManifestMaterializer,
+        ArtifactName.INGESTION_REPORT: IngestionReportMaterializer,
+    },
 )
 def store_images(
     candidate: DatasetManifest, report: IngestionReport

@@ -1,5 +1,8 @@
 """The catalog on a real PostgreSQL server gives the same results as on SQLite.
 
+It also migrates a catalog created before migrations existed, and records the
+image history there.
+
 A throw-away server is started on a free loopback port from Debian's
 ``postgresql`` binaries (``make postgresql`` installs them): ``initdb`` into a
 temporary folder, then ``pg_ctl start``. PostgreSQL refuses to run as root, so
@@ -20,12 +23,19 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from clearsight import migrations
 from clearsight.catalog import Catalog, sqlite_url
 from clearsight.dataset import build_manifest
 from clearsight.review import ReviewStore
 from clearsight.storage import ContentStore, LocalFileSystem
 from tests.unit.conftest import image_bytes
+from tests.unit.test_core_catalog_migrations import (
+    make_pre_migration_catalog,
+    schema_differences,
+    write_folder,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -254,5 +264,53 @@ def test_review_tables_on_postgresql(postgres_url, tmp_path):
         assert (image.label, image.verdict, image.reviewer) == ("dog", "corrected", "rita")
         assert image.reviewed_at.tzinfo is not None
         assert reviews.audit_log()[0]["action"] == "review:corrected"
+    finally:
+        reviews.close()
+
+
+def _new_database(postgres_url: str, name: str) -> str:
+    """Another empty database on the throw-away server, as a psycopg URL."""
+    import psycopg
+
+    parsed = make_url(postgres_url)
+    with psycopg.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, dbname="postgres", autocommit=True
+    ) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+def test_a_pre_migration_catalog_on_postgresql_is_migrated(postgres_url, tmp_path):
+    url = _new_database(postgres_url, "premigration")
+    old_rows = make_pre_migration_catalog(url)
+    catalog = Catalog(url)
+    try:
+        rows = catalog.images()
+        assert [r["sha256"] for r in rows] == [r["sha256"] for r in old_rows]
+        assert all(r["split_key"] == r["sha256"] and r["removed_at"] is None for r in rows)
+        assert rows[0]["first_seen"] == old_rows[0]["first_seen"]
+        assert len(catalog.ingestions()) == 1
+        assert migrations.current_revision(url) == migrations.head_revision()
+        assert schema_differences(url) == []
+
+        # A renamed label folder and a deleted file, on the migrated schema.
+        folder = write_folder(tmp_path / "data", {"grass": 3, "clover": 3})
+        catalog.record_ingestion(*build_manifest(folder))
+        (folder / "grass").rename(folder / "lawn")
+        (folder / "clover" / "3.png").unlink()
+        second = catalog.record_ingestion(*build_manifest(folder))
+        events = catalog.history()
+        relabelled = [e for e in events if e["event"] == "relabelled"]
+        assert [(e["previous_label"], e["label"]) for e in relabelled] == [("grass", "lawn")] * 3
+        (removed,) = [e for e in events if e["event"] == "removed"]
+        assert removed["ingestion_id"] == second
+        assert removed["source_path"] == str(folder / "clover" / "3.png")
+        assert catalog.image_count() == 3 + 5
+        assert catalog.image_count(include_removed=True) == 3 + 6
+    finally:
+        catalog.close()
+    reviews = ReviewStore(url)
+    try:
+        assert reviews.pending_count() == 1  # the pre-migration queue entry
     finally:
         reviews.close()

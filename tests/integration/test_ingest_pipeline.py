@@ -186,3 +186,44 @@ def test_reviewed_image_on_another_stacks_store_is_skipped_with_the_fix(
     assert dataset.provenance_counts() == {"ingest": 90, "review": 1}
     (skipped,) = [s for s in report.skipped if f"#{kept[502]}" in s.path]
     assert "s3://" in skipped.reason and "zenml stack set" in skipped.reason
+
+
+def test_near_duplicates_relabels_and_removals_reach_the_dashboard_and_catalog(
+    embedded_stack, tmp_path, catalog_url
+):
+    from tests.imagefiles import photo, save
+
+    folder = tmp_path / "field"
+    for scene in range(6):
+        label = folder / ("grass", "clover")[scene % 2]
+        label.mkdir(parents=True, exist_ok=True)
+        image = photo(600 + scene, size=(200, 150))
+        (label / f"s{scene}.jpg").write_bytes(save(image, "JPEG", quality=95))
+        (label / f"s{scene}_half.png").write_bytes(save(image.resize((100, 75)), "PNG"))
+    run = _ingest(folder, catalog_url)
+    report = _output(run, "store_images", ArtifactName.INGESTION_REPORT).load()
+    dataset = _output(run, "store_images", ArtifactName.DATASET).load()
+    assert len(report.near_duplicate_clusters) == 6 and report.kept == 12
+    assert all(len({m.split for m in c.members}) == 1 for c in report.near_duplicate_clusters)
+    for name in (ArtifactName.INGESTION_REPORT, ArtifactName.DATASET):
+        artifact = _output(run, "store_images", name)
+        pages = [Path(v.uri).read_text() for v in artifact.visualizations if v.type.value == "html"]
+        page = next(p for p in pages if "near-duplicate clusters" in p)
+        assert page.count("data:image/png;base64,") == 12  # a thumbnail per image
+        assert "s0_half.png" in page
+
+    (folder / "grass").rename(folder / "lawn_grass")
+    (folder / "clover" / "s1_half.png").unlink()
+    again = _ingest(folder, catalog_url)
+    report = _output(again, "store_images", ArtifactName.INGESTION_REPORT).load()
+    assert {(r.previous_label, r.label) for r in report.relabelled} == {("grass", "lawn_grass")}
+    assert len(report.relabelled) == 6
+    assert [Path(p).name for p in report.removed] == ["s1_half.png"]
+    catalog = Catalog(catalog_url)
+    assert catalog.image_count() == 11 and catalog.image_count(include_removed=True) == 12
+    events = [e["event"] for e in catalog.history()]
+    assert events.count("added") == 12
+    assert events.count("relabelled") == 6 and events.count("removed") == 1
+    split = {r.sha256: r.split for r in dataset.records}
+    regrown = _output(again, "store_images", ArtifactName.DATASET).load()
+    assert all(split[r.sha256] == r.split for r in regrown.records)

@@ -112,7 +112,7 @@ def test_images_without_a_row_keep_their_content_hash_split(tmp_path):
     assert len(orphans) == 12
     for record in orphans:
         assert record.group is None
-        assert record.split == assign_split(record.sha256, RATIOS)
+        assert record.split == assign_split(record.pixel_sha256, RATIOS)
     assert report.ungrouped == 12
     assert "12 images without a group" in report.summary()
 
@@ -226,8 +226,9 @@ def test_without_a_table_fingerprint_and_manifest_json_are_unchanged(tmp_path):
     assert '"group"' not in plain.model_dump_json()
     assert nulled.fingerprint == plain.fingerprint
     digest = hashlib.sha256()
+    for record in plain.records:
+        assert record.split == assign_split(record.pixel_sha256, RATIOS)
     for sha, label, split in sorted((r.sha256, r.label, r.split) for r in plain.records):
-        assert split == assign_split(sha, RATIOS)
         digest.update(f"{sha}\t{label}\t{split}\n".encode())
     assert plain.fingerprint == digest.hexdigest()
     assert nulled_report.groups == {} and nulled_report.groups_file is None

@@ -8,6 +8,7 @@ import pytest
 
 from clearsight.dataset import assign_split, build_manifest, merge_reviewed, validate_ratios
 from clearsight.errors import DataFolderError
+from clearsight.images import inspect_image
 from clearsight.layout import Layout, detect_layout, discover
 from tests.unit.conftest import image_bytes
 
@@ -150,11 +151,11 @@ def test_growing_an_unsplit_folder_never_moves_an_image(tmp_path):
 
 
 def _seeds_in(split: str, count: int, start: int = 0) -> list[int]:
-    """Seeds of ``image_bytes`` whose content hash puts the image in ``split``."""
+    """Seeds of ``image_bytes`` whose pixel hash puts the image in ``split``."""
     seeds = []
     seed = start
     while len(seeds) < count:
-        digest = hashlib.sha256(image_bytes(seed)).hexdigest()
+        digest = inspect_image(image_bytes(seed)).pixel_sha256
         if assign_split(digest, (0.7, 0.15, 0.15)) == split:
             seeds.append(seed)
         seed += 1
@@ -171,7 +172,7 @@ def test_a_class_missing_from_a_split_is_reported_and_its_split_kept(tmp_path):
     manifest, report = build_manifest(root, imbalance_warning_ratio=None)
 
     # The hash-derived assignment is untouched: only reported.
-    assert all(r.split == assign_split(r.sha256, (0.7, 0.15, 0.15)) for r in manifest.records)
+    assert all(r.split == assign_split(r.pixel_sha256, (0.7, 0.15, 0.15)) for r in manifest.records)
     assert manifest.counts()["train"]["rare"] == 2
     assert report.warnings == [
         "class 'rare' has no images in the val split (the hash-derived split put all its "
@@ -233,7 +234,7 @@ def test_fingerprint_depends_on_images_labels_and_splits_only(tmp_path):
     shuffled = a.model_copy(update={"records": random.Random(0).sample(a.records, len(a.records))})
     assert shuffled.fingerprint == a.fingerprint
     relabelled = a.model_copy(
-        update={"records": [a.records[0].model_copy(update={"label": "q"}), *a.records[1:]]}
+        update={"records": [a.records[0].model_copy(update={"label": "zz"}), *a.records[1:]]}
     )
     assert relabelled.fingerprint != a.fingerprint
     write(first / "p" / "new.png", image_bytes(77))
