@@ -4,6 +4,7 @@ Everything runs on loopback with bounded request counts:
 
     python benchmarks/bench_serving.py                 # or: make bench-serving
     python benchmarks/bench_serving.py --requests 600 --soak 10000   # the same, spelled out
+    python benchmarks/bench_serving.py --prediction-log   # the endpoint with and without its log
 
 Prints, for each server: single-image latency p50/p99 and requests/s at
 concurrency 1, 8 and 32, images/s for batches of 64; then a soak of N requests
@@ -25,6 +26,19 @@ the load, idle for 2 s. The servers run one after the other, and the model is
 trained in a child process, so that no other process of the benchmark maps
 TensorFlow and shares (lowers) the servers' PSS; other TensorFlow processes on
 the machine still do.
+
+``--prediction-log`` measures only the cost of the prediction log (issue #13,
+target: p50 and p99 within 10%): two endpoints of the same model, one with
+``CLEARSIGHT_PREDICTION_LOG=off`` and one logging to a throw-away SQLite
+catalog, take the same single-image requests (the digits' PNG ``binData``;
+the digits as 640x480 camera JPEGs with noise, about 60 KB, whose pixel
+identity costs the writer a decode; preprocessed tensors) at concurrency 8
+in interleaved rounds; the latencies of all rounds are pooled per server, and
+the CPU time of each server's process tree (the log writer's included) is
+divided by the requests it answered: a figure that other load on the machine
+hardly moves.
+Before each round the logging server's writer has written everything sent so
+far, so its background work does not fall into the other server's round.
 """
 
 from __future__ import annotations
@@ -101,6 +115,18 @@ def tree_memory(pid: int) -> tuple[int, int, int]:
         processes += 1
         total_pss += pss(process.pid)
     return processes, rss, total_pss
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of the tree under ``pid``."""
+    total = 0.0
+    for process in tree(pid):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def tree_rss(pid: int) -> int:
@@ -210,6 +236,7 @@ def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str,
     wall = time.perf_counter() - start
     ordered = sorted(latencies) or [float("nan")]
     return {
+        "latencies": ordered,
         "rps": len(latencies) / wall,
         "p50_ms": 1000 * statistics.median(ordered),
         "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
@@ -281,6 +308,140 @@ def bench(name: str, server: Server, url: str, single: list[str], batch: list[st
     return results[8]
 
 
+def photo(png: bytes) -> bytes:
+    """A digit as a camera would send it: 640x480 with sensor noise, JPEG quality 90."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    picture = Image.open(io.BytesIO(png)).convert("RGB").resize((640, 480), Image.BILINEAR)
+    noise = np.random.default_rng(len(png)).normal(0, 6, (480, 640, 3))
+    pixels = np.clip(np.asarray(picture, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    return ordered[int(share * (len(ordered) - 1))]
+
+
+def logged_rows(database: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(database, timeout=30) as connection:
+            return connection.execute("SELECT count(*) FROM prediction_log").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def compare_prediction_log(work: Path, bodies: dict[str, list[str]], n: int, rounds: int) -> None:
+    """p50/p99 at concurrency 8 with and without the prediction log, interleaved rounds."""
+    from stack.seldon.service import microservice_command
+
+    database = work / "catalog.db"
+    settings = {
+        "off": {"CLEARSIGHT_PREDICTION_LOG": "off"},
+        "on": {
+            "CLEARSIGHT_PREDICTION_LOG": "on",
+            "CLEARSIGHT_CATALOG_URL": f"sqlite:///{database}",
+        },
+    }
+    servers: dict[str, tuple[Server, str, str]] = {}
+    sent = 0  # requests to the logging server, one image each
+
+    def drained(timeout: float = 120) -> float:
+        started = time.perf_counter()
+        while logged_rows(database) < sent and time.perf_counter() - started < timeout:
+            time.sleep(0.05)
+        return time.perf_counter() - started
+
+    try:
+        for mode, extra in settings.items():
+            http, metrics = free_port(), free_port()
+            env = {
+                **os.environ,
+                "CLEARSIGHT_MODEL_DIR": str(work / "seldon-model"),
+                "PYTHONPATH": str(ROOT),
+                **extra,
+            }
+            server = Server(
+                microservice_command(http, free_port(), metrics, workers=1),
+                env,
+                f"http://127.0.0.1:{http}/health/ping",
+            )
+            servers[mode] = (
+                server,
+                f"http://127.0.0.1:{http}/api/v1.0/predictions",
+                f"http://127.0.0.1:{metrics}/metrics",
+            )
+        for mode, (_, url, _) in servers.items():
+            for payload in bodies.values():
+                load(url, payload, 4, 50)  # warm up
+                sent += 50 if mode == "on" else 0
+        drained()
+        pooled: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], float] = {}  # server CPU seconds, the writer's included
+        lag: list[float] = []
+        for round_ in range(rounds):
+            order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
+            for mode in order:
+                server, url, _ = servers[mode]
+                for payload, payload_bodies in bodies.items():
+                    before = tree_cpu(server.process.pid)
+                    r = load(url, payload_bodies, 8, n)
+                    pooled.setdefault((mode, payload), []).extend(r["latencies"])
+                    if r["failures"]:
+                        print(f"  {mode} {payload}: {r['failures']} failures", flush=True)
+                    if mode == "on":
+                        sent += n
+                        lag.append(drained())
+                    used = tree_cpu(server.process.pid) - before
+                    cpu[(mode, payload)] = cpu.get((mode, payload), 0.0) + used
+        print(
+            f"prediction log: c=8, {rounds} interleaved rounds of {n} single-image requests "
+            f"per payload and server, latencies pooled",
+            flush=True,
+        )
+        print(f"  {'payload':12s} {'log':4s} {'p50 ms':>7s} {'p99 ms':>7s} {'CPU ms/req':>10s}")
+        for payload in bodies:
+            figures = {}
+            for mode in ("off", "on"):
+                ordered = sorted(pooled[(mode, payload)])
+                figures[mode] = (
+                    percentile(ordered, 0.5) * 1000,
+                    percentile(ordered, 0.99) * 1000,
+                    cpu[(mode, payload)] * 1000 / len(ordered),
+                )
+                print(
+                    f"  {payload:12s} {mode:4s} {figures[mode][0]:7.2f} {figures[mode][1]:7.2f} "
+                    f"{figures[mode][2]:10.2f}",
+                    flush=True,
+                )
+            print(
+                f"  {payload:12s} on/off: p50 {figures['on'][0] / figures['off'][0]:.2f}x, "
+                f"p99 {figures['on'][1] / figures['off'][1]:.2f}x, "
+                f"CPU {figures['on'][2] - figures['off'][2]:+.2f} ms per request",
+                flush=True,
+            )
+        dropped = [
+            line
+            for line in requests.get(servers["on"][2], timeout=10).text.splitlines()
+            if line.startswith("clearsight_prediction_log_dropped_total")
+        ]
+        print(
+            f"  logged rows {logged_rows(database)} of {sent} requests answered; dropped: "
+            f"{', '.join(dropped) or 'none'}; writer caught up within "
+            f"{max(lag):.2f} s after a round",
+            flush=True,
+        )
+    finally:
+        for server, _, _ in servers.values():
+            server.stop()
+
+
 def steady(server: Server) -> dict[str, int]:
     time.sleep(2)
     return server.memory()
@@ -294,6 +455,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=600, help="requests per level")
     parser.add_argument("--soak", type=int, default=10000, help="soak requests at c=16")
+    parser.add_argument(
+        "--prediction-log",
+        action="store_true",
+        help="only compare the endpoint with and without its prediction log (p50/p99 at c=8)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds for --prediction-log"
+    )
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args()
     if args.prepare:
@@ -319,6 +488,30 @@ def main() -> None:
         )
         tensors = np.load(work / "tensors.npy")
         images = [p.read_bytes() for p in sorted((work / "images").glob("*.png"))]
+        if args.prediction_log:
+            print(
+                f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+                f"{platform.python_version()}; model: small CNN, 32x32x3, 10 classes",
+                flush=True,
+            )
+            compare_prediction_log(
+                work,
+                {
+                    "PNG binData": [
+                        json.dumps({"binData": base64.b64encode(i).decode()}) for i in images
+                    ],
+                    "JPEG 640x480": [
+                        json.dumps({"binData": base64.b64encode(photo(i)).decode()})
+                        for i in images[:16]
+                    ],
+                    "tensor": [
+                        json.dumps({"data": {"ndarray": t[None].tolist()}}) for t in tensors
+                    ],
+                },
+                args.requests,
+                args.rounds,
+            )
+            return
 
         print(
             f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -330,6 +523,8 @@ def main() -> None:
             **os.environ,
             "CLEARSIGHT_MODEL_DIR": str(work / "seldon-model"),
             "PYTHONPATH": str(ROOT),
+            # The prediction log is on by default: it goes to a throw-away catalog.
+            "CLEARSIGHT_CATALOG_URL": f"sqlite:///{work / 'catalog.db'}",
         }
         seldon = Server(
             microservice_command(http, free_port(), free_port(), workers=1),

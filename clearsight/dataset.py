@@ -290,7 +290,7 @@ class IngestionReport(BaseModel):
             line += f"; {len(self.relabelled)} known images relabelled ({self.relabel_summary()})"
         if self.removed:
             verb = "would be" if self.dry_run else "marked"
-            line += f"; {len(self.removed)} catalogued images no longer found ({verb} removed)"
+            line += f"; {len(self.removed)} catalogued image(s) no longer found ({verb} removed)"
         if self.wrappers:
             line += f"; read from wrapping folder {'/'.join(self.wrappers)}/"
         if self.groups_summary():

@@ -88,6 +88,7 @@ def inspect_image(
     min_side: int = DEFAULT_MIN_SIDE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     options: DecodeOptions = DEFAULT_OPTIONS,
+    perceptual_hash: bool = True,
 ) -> ImageInfo:
     """Decode ``data`` completely and describe it.
 
@@ -97,6 +98,7 @@ def inspect_image(
         max_pixels: Largest accepted width x height (decompression-bomb guard).
             The check runs on the header, before any pixel is decoded.
         options: The decoding rules (for the significant-bits rule).
+        perceptual_hash: Compute the perceptual hash (``""`` when False).
 
     Returns:
         The image's hash, oriented size, mode, format and what decoding does to it.
@@ -106,7 +108,13 @@ def inspect_image(
             empty, not an image, of an unsupported format, truncated, too
             small or too large.
     """
-    decoded = inspect(data, min_side=min_side, max_pixels=max_pixels, options=options)
+    decoded = inspect(
+        data,
+        min_side=min_side,
+        max_pixels=max_pixels,
+        options=options,
+        perceptual_hash=perceptual_hash,
+    )
     header = decoded.header
     return ImageInfo(
         sha256=sha256_bytes(data),

@@ -11,37 +11,70 @@ The folder holds ``model.keras`` (calibrated; the temperature is inside) and
 imported and the model loaded in :meth:`ImageClassifier.load`, which
 seldon-core calls in each worker after gunicorn forks: a model built before
 the fork hangs the first request.
+
+Every answered image goes to the catalog's prediction log
+(:mod:`clearsight.prediction_log`, a background writer per process; the
+catalog URL is ``CLEARSIGHT_CATALOG_URL``, else the project's SQLite file), under
+the request id that the answer carries in ``meta.puid``: the request's own
+``meta.puid``, else Seldon's ``Seldon-Puid`` header (gRPC metadata
+``seldon-puid``) that Seldon's executor sets, else a new UUID. Seldon's feedback
+call (``/api/v1.0/feedback``, gRPC ``SendFeedback``) stores the true labels of
+an answered request (:meth:`ImageClassifier.send_feedback_raw`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, has_request_context, jsonify, request
 from seldon_core.flask_utils import SeldonMicroserviceException
 from seldon_core.metrics import SeldonMetrics
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from clearsight.decode import InvalidImageError, decode_batch
+from clearsight.errors import CatalogError
+from clearsight.prediction_log import (
+    DEFAULT_FLUSH_INTERVAL,
+    QUEUE_FULL,
+    LoggedRequest,
+    PredictionLog,
+    image_hashes,
+    log_settings,
+    new_puid,
+)
 from clearsight.serving import (
     MODEL_FILE,
     BadRequestError,
     ServingConfig,
+    check_puid,
     is_seldon_message,
+    parse_feedback,
     parse_request,
+    request_meta,
     response_meta,
     shape_answers,
 )
 
+logger = logging.getLogger(__name__)
+
 MODEL_DIR_ENV = "CLEARSIGHT_MODEL_DIR"
 PREDICTION_PATHS = ("/api/v1.0/predictions", "/api/v0.1/predictions", "/predict")
+FEEDBACK_PATHS = ("/api/v1.0/feedback", "/api/v0.1/feedback", "/send-feedback")
+#: Seldon's request-id header (its executor sets it; gRPC metadata keys are lower case).
+SELDON_PUID_HEADER = "Seldon-Puid"
+#: Seconds a feedback call waits for another process's log writer before "unknown request".
+FEEDBACK_WAIT = 2 * DEFAULT_FLUSH_INTERVAL
 _LOAD_LOCK = threading.Lock()  # the gRPC process loads on its first calls, in threads
+_GRPC_CALL = threading.local()  # the gRPC call's Seldon-Puid metadata, for predict_raw
 
 # seldon-core builds one SeldonMetrics (its custom-metrics store, shared by the
 # workers) in main() after importing this module, and gives it only to its
@@ -67,8 +100,8 @@ def _remember_seldon_metrics() -> None:
 _remember_seldon_metrics()
 
 
-def count_rejected(reason: str) -> None:
-    """Add one to ``clearsight_rejected_total{reason=...}``."""
+def count_rejected(reason: str, method: str = "predict") -> None:
+    """Add one to ``clearsight_rejected_total{reason=...}`` (``method``: predict or feedback)."""
     if not _SELDON_METRICS:
         return
     with contextlib.suppress(Exception):  # a metric must never break an answer
@@ -81,8 +114,22 @@ def count_rejected(reason: str) -> None:
                     "tags": {"reason": reason},
                 }
             ],
-            "predict",
+            method,
         )
+
+
+def count_log_drops(reason: str, rows: int) -> None:
+    """Add ``rows`` to ``clearsight_prediction_log_dropped_total{reason=...}`` (writer thread)."""
+    _record_metrics(
+        [
+            {
+                "type": "COUNTER",
+                "key": "clearsight_prediction_log_dropped_total",
+                "value": rows,
+                "tags": {"reason": reason},
+            }
+        ]
+    )
 
 
 def _status_body(code: int, reason: str, info: str) -> dict[str, Any]:
@@ -94,8 +141,11 @@ def _error_blueprint(max_request_bytes: int) -> Blueprint:
 
     * a non-JSON content type: 415 (seldon-core: 500);
     * a body over ``max_request_bytes``: 413 before it is read;
-    * every 4xx of the prediction routes is counted in
-      ``clearsight_rejected_total{reason}``.
+    * every 4xx of the prediction and feedback routes is counted in
+      ``clearsight_rejected_total{reason}`` (``method="feedback"`` for feedback);
+    * a feedback whose ``truth`` is a plain label (``"truth": "3"``, or the
+      number ``3``) is read as ``{"strData": "3"}`` (Seldon's ``Feedback`` has
+      no such form).
     """
     blueprint = Blueprint("clearsight_errors", __name__)
 
@@ -120,16 +170,33 @@ def _error_blueprint(max_request_bytes: int) -> Blueprint:
         )
         return jsonify(_status_body(413, "REQUEST_TOO_LARGE", info)), 413
 
+    @blueprint.before_app_request
+    def plain_label_truth():
+        if request.path in FEEDBACK_PATHS and request.is_json:
+            # get_json caches the parsed body: seldon-core's handler reads this same dict.
+            body = request.get_json(silent=True)
+            truth = body.get("truth") if isinstance(body, dict) else None
+            if isinstance(truth, str):
+                body["truth"] = {"strData": truth}
+            elif isinstance(truth, (int, float)) and not isinstance(truth, bool):
+                number = float(truth)
+                body["truth"] = {"strData": str(int(number)) if number.is_integer() else str(truth)}
+        return None
+
     @blueprint.after_app_request
     def count_rejections(response):
-        if 400 <= response.status_code < 500 and request.path in PREDICTION_PATHS:
+        feedback = request.path in FEEDBACK_PATHS
+        if 400 <= response.status_code < 500 and (feedback or request.path in PREDICTION_PATHS):
             reason = getattr(g, "clearsight_reject_reason", None)
             if reason is None:
                 body = response.get_json(silent=True) or {}
                 status = body.get("status") if isinstance(body, dict) else None
                 code = status.get("reason") if isinstance(status, dict) else None
                 reason = str(code).lower() if code else f"http_{response.status_code}"
-            count_rejected(reason)
+            if feedback:
+                count_rejected(reason, "feedback")
+            else:
+                count_rejected(reason)
         return response
 
     @blueprint.app_errorhandler(UnsupportedMediaType)
@@ -157,6 +224,9 @@ class ImageClassifier:
     ``SeldonMessage`` out). A request the model cannot take is a 400 over REST
     (``status.info`` says why) and ``INVALID_ARGUMENT`` with the same message
     over gRPC; both are counted in ``clearsight_rejected_total{reason}``.
+    Every answer carries its request id in ``meta.puid`` and is recorded in
+    the prediction log unless it is switched off (``prediction_log`` in
+    ``serving.json``, ``CLEARSIGHT_PREDICTION_LOG``).
     """
 
     def __init__(self, model_dir: str | None = None) -> None:
@@ -171,7 +241,33 @@ class ImageClassifier:
         self.model = None
         self.infer = None
         self.model_error_handler = _error_blueprint(self.config.max_request_bytes)
+        self.prediction_log = self._open_prediction_log()
         _grpc_errors_as_status_codes()
+
+    def _open_prediction_log(self) -> PredictionLog | None:
+        """The log this server writes to, or None when switched off (nothing opened yet).
+
+        Raises:
+            ValueError: ``CLEARSIGHT_PREDICTION_LOG`` or its retention variable
+                holds an unusable value.
+        """
+        enabled, retention_days = log_settings(
+            self.config.prediction_log, self.config.prediction_log_retention_days
+        )
+        if not enabled:
+            logger.info("Prediction log: off.")
+            return None
+        config = self.config
+
+        def hashes(data: bytes) -> tuple[str, str | None]:
+            return image_hashes(data, max_pixels=config.max_pixels, options=config.decode_options)
+
+        return PredictionLog(
+            None,  # resolve_catalog_url() in the writer: a failure is logged there, once
+            retention_days=retention_days,
+            hashes=hashes,
+            on_dropped=count_log_drops,
+        )
 
     def load(self) -> None:
         """Import TensorFlow and load the model, once (called in each worker).
@@ -228,6 +324,8 @@ class ImageClassifier:
         started = time.perf_counter()
         is_proto = is_seldon_message(request)
         try:
+            puid, tags = request_meta(request)
+            puid = puid or _header_puid(is_proto) or new_puid()
             kind, payload = parse_request(request, self.config)
             batch = self._preprocess(payload) if kind == "images" else payload
         except BadRequestError as error:
@@ -269,9 +367,18 @@ class ImageClassifier:
             )
             if answer["uncertain"]:
                 metrics.append({"type": "COUNTER", "key": "clearsight_uncertain_total", "value": 1})
+        if self.prediction_log is not None and not self._log(puid, answers, kind, payload, tags):
+            metrics.append(
+                {
+                    "type": "COUNTER",
+                    "key": "clearsight_prediction_log_dropped_total",
+                    "value": len(answers),
+                    "tags": {"reason": QUEUE_FULL},
+                }
+            )
         answer = {
             "jsonData": {"predictions": answers, "input": kind},
-            "meta": {"tags": response_meta(self.config), "metrics": metrics},
+            "meta": {"puid": puid, "tags": response_meta(self.config), "metrics": metrics},
         }
         if not is_proto:
             return answer
@@ -279,6 +386,136 @@ class ImageClassifier:
 
         _record_metrics(answer["meta"].pop("metrics"))
         return json_to_seldon_message(answer)
+
+    def _log(
+        self,
+        puid: str,
+        answers: list[dict[str, Any]],
+        kind: str,
+        payload: Any,
+        tags: dict[str, Any] | None,
+    ) -> bool:
+        """Queue the answered request for the prediction log (microseconds; never raises)."""
+        try:
+            return self.prediction_log.log(
+                LoggedRequest(
+                    at=datetime.now(UTC),
+                    puid=puid,
+                    model_name=self.config.model_name,
+                    model_version=str(self.config.model_version),
+                    registered_version=str(self.config.registered_version),
+                    answers=answers,
+                    images=payload if kind == "images" else None,
+                    tags=tags,
+                )
+            )
+        except Exception:  # noqa: BLE001 - the log must never fail an answer
+            return False
+
+    def send_feedback_raw(self, feedback: Any) -> Any:
+        """Store the true labels of an answered request (Seldon's feedback call).
+
+        seldon-core routes REST ``POST /api/v1.0/feedback`` (a JSON ``Feedback``,
+        which it parses into the protobuf) and gRPC ``SendFeedback`` here alike.
+        ``send_feedback_raw`` rather than ``send_feedback``: only the raw
+        message carries ``response.meta.puid``, the request id. The forms of
+        the truth are those of :func:`clearsight.serving.parse_feedback`; each
+        label is one row of ``ground_truths`` with source ``feedback``.
+
+        Args:
+            feedback: A ``seldon_core.proto.prediction_pb2.Feedback``.
+
+        Returns:
+            A ``SeldonMessage`` whose ``jsonData`` lists what was recorded.
+
+        Raises:
+            SeldonMicroserviceException: 400 with what to send instead for a
+                missing or unknown request id (not in the prediction log: the
+                log is asynchronous, so the queue of this process is looked at
+                and other processes' writers are waited for up to
+                :data:`FEEDBACK_WAIT` seconds first), a label outside the
+                model's classes, a number of labels that differs from the
+                request's images, or a server whose log is off; 503 when the
+                database cannot be reached. Over gRPC: ``INVALID_ARGUMENT``
+                and ``UNAVAILABLE`` with the same message.
+        """
+        try:
+            truth = parse_feedback(feedback, self.config.classes)
+            if self.prediction_log is None:
+                raise BadRequestError(
+                    "This server keeps no prediction log (prediction_log is false in its "
+                    "serving.json, or CLEARSIGHT_PREDICTION_LOG=off), so feedback cannot be "
+                    "matched to an answer: switch the log on and redeploy",
+                    "prediction_log_off",
+                )
+            images = self._wait_for_prediction(truth.puid)
+            if not images:
+                raise BadRequestError(
+                    f"No answer with request id {truth.puid!r} is in the prediction log: send "
+                    f"the meta.puid of an answer of this model server (answers older than "
+                    f"{self.prediction_log.retention_days or 'unlimited'} days are deleted; "
+                    f"answers the log dropped under overload cannot get feedback)",
+                    "unknown_puid",
+                )
+            if len(truth.labels) != images:
+                raise BadRequestError(
+                    f"The truth has {len(truth.labels)} label(s) but request {truth.puid!r} "
+                    f"had {images} image(s): send one label per image, in request order, "
+                    f"e.g. [['3'], ['7']] for two",
+                    "truth_count",
+                )
+            self.prediction_log.record_truths(
+                truth.puid, truth.labels, recorded_by=truth.recorded_by
+            )
+        except BadRequestError as error:
+            if has_request_context():
+                _set_reject_reason(error.reason)
+            else:
+                count_rejected(error.reason, "feedback")
+            raise SeldonMicroserviceException(
+                str(error), status_code=400, reason="BAD_REQUEST"
+            ) from None
+        except (CatalogError, SQLAlchemyError) as error:
+            logger.error("Feedback could not be stored: %s", error)
+            raise SeldonMicroserviceException(
+                f"The catalog database cannot be reached, so the feedback was not stored: "
+                f"{error.__class__.__name__}. Send it again later.",
+                status_code=503,
+                reason="SERVICE_UNAVAILABLE",
+            ) from None
+        _record_metrics(
+            [
+                {
+                    "type": "COUNTER",
+                    "key": "clearsight_feedback_total",
+                    "value": 1,
+                    "tags": {"label": label},
+                }
+                for label in truth.labels
+            ],
+            "feedback",
+        )
+        from seldon_core.utils import json_to_seldon_message
+
+        return json_to_seldon_message(
+            {
+                "jsonData": {"puid": truth.puid, "source": "feedback", "labels": truth.labels},
+                "meta": {"puid": truth.puid},
+            }
+        )
+
+    def _wait_for_prediction(self, puid: str) -> int:
+        """Images of request ``puid`` in the log, waiting briefly for other processes' writers.
+
+        Raises:
+            CatalogError, SQLAlchemyError: The database cannot be read.
+        """
+        deadline = time.monotonic() + FEEDBACK_WAIT
+        while True:
+            images = self.prediction_log.logged_items(puid)
+            if images or time.monotonic() >= deadline:
+                return images
+            time.sleep(0.1)
 
     def _preprocess(self, images: list[bytes]) -> np.ndarray:
         """Decode and resize with the platform's decoder, by the training data's rules.
@@ -318,6 +555,21 @@ class ImageClassifier:
         }
 
 
+def _header_puid(is_proto: bool) -> str | None:
+    """The ``Seldon-Puid`` header (REST) or metadata (gRPC) of the request being answered.
+
+    Raises:
+        BadRequestError: An unusable id (see :func:`clearsight.serving.request_meta`).
+    """
+    if is_proto:
+        value = getattr(_GRPC_CALL, "puid", None)
+    elif has_request_context():
+        value = request.headers.get(SELDON_PUID_HEADER)
+    else:
+        value = None
+    return check_puid(value, f"the {SELDON_PUID_HEADER} header") if value else None
+
+
 def _set_reject_reason(reason: str) -> None:
     """Tell the rejection counter why (outside a Flask request: nothing to do)."""
     with contextlib.suppress(RuntimeError):  # no application context (gRPC, tests)
@@ -335,19 +587,38 @@ GRPC_STATUS_FOR_HTTP = {
     413: "RESOURCE_EXHAUSTED",
     415: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
 }
 
 
+def _grpc_puid(context: Any) -> str | None:
+    """The call's ``seldon-puid`` metadata (Seldon's executor sets it), if any."""
+    with contextlib.suppress(Exception):  # a context without metadata (tests)
+        for key, value in context.invocation_metadata() or ():
+            if key.lower() == SELDON_PUID_HEADER.lower():
+                return value
+    return None
+
+
+def _abort_with_status(error: SeldonMicroserviceException, context: Any) -> None:
+    import grpc
+
+    code = GRPC_STATUS_FOR_HTTP.get(error.status_code, "UNKNOWN")
+    context.abort(getattr(grpc.StatusCode, code), str(error.message))
+
+
 def _grpc_errors_as_status_codes() -> None:
-    """Make seldon-core's gRPC ``Predict`` answer a refused request with its status code.
+    """Make seldon-core's gRPC ``Predict`` and ``SendFeedback`` answer errors with status codes.
 
     seldon-core 1.19 lets any exception out of the servicer, so gRPC reports
     ``UNKNOWN`` with "Exception calling application" for a client's mistake
     (it has no gRPC counterpart of the REST error handler). This wraps
-    ``seldon_core.wrapper.SeldonModelGRPC.Predict``: a
+    ``seldon_core.wrapper.SeldonModelGRPC.Predict`` and ``SendFeedback``: a
     ``SeldonMicroserviceException`` aborts the call with the status code for its
-    HTTP status (``INVALID_ARGUMENT`` for 400) and its message as the details;
-    any other exception is left to seldon-core (``UNKNOWN``). Idempotent.
+    HTTP status (``INVALID_ARGUMENT`` for 400, ``UNAVAILABLE`` for 503) and its
+    message as the details; any other exception is left to seldon-core
+    (``UNKNOWN``). ``Predict`` also hands the call's ``seldon-puid`` metadata
+    to :meth:`ImageClassifier.predict_raw`. Idempotent.
     """
     from seldon_core import wrapper
 
@@ -355,23 +626,31 @@ def _grpc_errors_as_status_codes() -> None:
     if getattr(servicer, "_clearsight_status_codes", False):
         return
     predict = servicer.Predict
+    send_feedback = servicer.SendFeedback
 
     def Predict(self: Any, request_grpc: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        _GRPC_CALL.puid = _grpc_puid(context)
         try:
             return predict(self, request_grpc, context)
         except SeldonMicroserviceException as error:
-            import grpc
+            _abort_with_status(error, context)
+        finally:
+            _GRPC_CALL.puid = None
 
-            code = GRPC_STATUS_FOR_HTTP.get(error.status_code, "UNKNOWN")
-            context.abort(getattr(grpc.StatusCode, code), str(error.message))
+    def SendFeedback(self: Any, feedback: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
+        try:
+            return send_feedback(self, feedback, context)
+        except SeldonMicroserviceException as error:
+            _abort_with_status(error, context)
 
     servicer.Predict = Predict
+    servicer.SendFeedback = SendFeedback
     servicer._clearsight_status_codes = True
 
 
-def _record_metrics(metrics: list[dict[str, Any]]) -> None:
-    """Record custom metrics in seldon-core's store (for gRPC answers)."""
+def _record_metrics(metrics: list[dict[str, Any]], method: str = "predict") -> None:
+    """Record custom metrics in seldon-core's store (gRPC answers, feedback, the log writer)."""
     if not _SELDON_METRICS:
         return
     with contextlib.suppress(Exception):  # a metric must never break an answer
-        _SELDON_METRICS[0].update(metrics, "predict")
+        _SELDON_METRICS[0].update(metrics, method)

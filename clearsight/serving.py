@@ -36,6 +36,9 @@ from clearsight.decode import DEFAULT_MAX_PIXELS, DecodeOptions
 SERVING_FILE = "serving.json"
 MODEL_FILE = "model.keras"
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # a full batch of photos in base64 fits
+#: Longest request id (``meta.puid``) accepted from a client (Seldon's are 36-character UUIDs).
+MAX_PUID_LENGTH = 128
+MAX_RECORDER_LENGTH = 255
 
 
 class BadRequestError(ValueError):
@@ -68,6 +71,11 @@ class ServingConfig:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     decoding: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Record every answered image in the catalog's prediction_log (clearsight.prediction_log);
+    # CLEARSIGHT_PREDICTION_LOG=on|off overrides it when the server starts.
+    prediction_log: bool = True
+    # Days of prediction_log rows kept (0: forever); CLEARSIGHT_PREDICTION_LOG_RETENTION_DAYS.
+    prediction_log_retention_days: int = 90
 
     @property
     def decode_options(self) -> DecodeOptions:
@@ -543,3 +551,231 @@ def export_model_dir(model: Any, config: ServingConfig, folder: str | Path) -> P
     model.save(target / MODEL_FILE)
     config.save(target)
     return target
+
+
+# --- request ids and client metadata ---------------------------------------
+
+
+def check_puid(value: Any, where: str) -> str | None:
+    """A request id as given (stripped), None when absent.
+
+    Raises:
+        BadRequestError: ``bad_meta`` for a non-string or one longer than
+            :data:`MAX_PUID_LENGTH`.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise BadRequestError(
+            f"{where} must be a string (a request id), not {_json_type(value)}", "bad_meta"
+        )
+    puid = str(value).strip()
+    if len(puid) > MAX_PUID_LENGTH:
+        raise BadRequestError(
+            f"{where} has {len(puid)} characters; at most {MAX_PUID_LENGTH} are accepted "
+            f"(leave it out and the server makes one)",
+            "bad_meta",
+        )
+    return puid or None
+
+
+def request_meta(request: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """``meta.puid`` and ``meta.tags`` of a Seldon v1 request (REST dict or ``SeldonMessage``).
+
+    Seldon's ``Meta``: ``puid`` is the request id (Seldon's executor passes its
+    own in the ``Seldon-Puid`` header instead; the server looks there next);
+    ``tags`` is client metadata of any JSON values, e.g.
+    ``{"site": "north", "device": "scanner-2"}``, which the prediction log keeps.
+
+    Returns:
+        ``(puid or None, tags or None)``.
+
+    Raises:
+        BadRequestError: ``bad_meta`` for a ``meta`` that is not an object,
+            a ``puid`` that is not a string or longer than
+            :data:`MAX_PUID_LENGTH`, ``tags`` that are not an object.
+    """
+    if is_seldon_message(request):
+        if not request.HasField("meta"):
+            return None, None
+        tags = None
+        if len(request.meta.tags):
+            from google.protobuf import json_format
+
+            tags = json_format.MessageToDict(request.meta).get("tags") or None
+        return check_puid(request.meta.puid, "meta.puid"), tags
+    if not isinstance(request, dict) or request.get("meta") is None:
+        return None, None
+    meta = request["meta"]
+    if not isinstance(meta, dict):
+        raise BadRequestError(
+            f"meta must be an object such as {{'puid': '<request id>', 'tags': {{'site': "
+            f"'north'}}}}, not {_json_type(meta)}",
+            "bad_meta",
+        )
+    tags = meta.get("tags")
+    if tags is not None and not isinstance(tags, dict):
+        raise BadRequestError(
+            f"meta.tags must be an object of name: value (e.g. {{'site': 'north'}}), not "
+            f"{_json_type(tags)}",
+            "bad_meta",
+        )
+    return check_puid(meta.get("puid"), "meta.puid"), tags or None
+
+
+# --- feedback ------------------------------------------------------------
+
+FEEDBACK_EXAMPLE = (
+    "{'response': {'meta': {'puid': '<meta.puid of the answer>'}}, "
+    "'truth': {'data': {'ndarray': [['<label>']]}}}"
+)
+
+
+@dataclass(frozen=True)
+class FeedbackTruth:
+    """What a Seldon feedback call says: which request, its true labels, who says so.
+
+    Attributes:
+        puid: The answered request's id (the answer's ``meta.puid``).
+        labels: The true label of each image of the request, in request order.
+        recorded_by: ``truth.meta.tags.recorded_by`` when given.
+    """
+
+    puid: str
+    labels: list[str]
+    recorded_by: str | None = None
+
+
+def _label_text(value: Any, where: str) -> str:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return str(int(value))  # [[3]] for the class "3"; JSON numbers arrive as floats
+        return str(value)
+    raise BadRequestError(
+        f"{where} must be a label (a class name such as '3'), not {_json_type(value)}",
+        "bad_truth",
+    )
+
+
+def _labels_from_rows(values: Any, where: str) -> list[str]:
+    """``[["a"], ["b"]]`` (one row per image) or ``["a", "b"]`` to ``["a", "b"]``."""
+    if not isinstance(values, list) or not values:
+        raise BadRequestError(
+            f"{where} must list one label per image of the request, e.g. [['3']] or "
+            f"[['3'], ['7']] for two images",
+            "bad_truth",
+        )
+    labels = []
+    for i, row in enumerate(values):
+        if isinstance(row, list):
+            if len(row) != 1:
+                raise BadRequestError(
+                    f"{where}[{i}] has {len(row)} values: give exactly one label per image",
+                    "bad_truth",
+                )
+            row = row[0]
+        labels.append(_label_text(row, f"{where}[{i}]"))
+    return labels
+
+
+def _truth_labels(truth: Any) -> list[str]:
+    """The labels of the feedback's ``truth`` (a ``SeldonMessage``), in any accepted form."""
+    from google.protobuf import json_format
+
+    kind = truth.WhichOneof("data_oneof")
+    if kind == "strData":
+        return [_label_text(truth.strData, "truth.strData")]
+    if kind == "jsonData":
+        body = json_format.MessageToDict(truth.jsonData)
+        if isinstance(body, dict) and "label" in body:
+            return [_label_text(body["label"], "truth.jsonData.label")]
+        if isinstance(body, dict) and "labels" in body:
+            return _labels_from_rows(body["labels"], "truth.jsonData.labels")
+        raise BadRequestError(
+            "truth.jsonData must be {'label': '<label>'} (one image) or "
+            "{'labels': ['<label>', ...]} (one per image of the request)",
+            "bad_truth",
+        )
+    if kind == "data":
+        form = truth.data.WhichOneof("data_oneof")
+        if form == "ndarray":
+            values = json_format.MessageToDict(truth.data.ndarray)
+            return _labels_from_rows(values, "truth.data.ndarray")
+        if form == "tensor":
+            return _labels_from_rows(list(truth.data.tensor.values), "truth.data.tensor.values")
+        raise BadRequestError(
+            f"truth.data.{form or '?'} cannot carry labels: use truth.data.ndarray, e.g. [['3']]",
+            "bad_truth",
+        )
+    raise BadRequestError(
+        "The feedback has no truth"
+        + (f" (truth.{kind} cannot carry a label)" if kind else "")
+        + f": send the true label of each image, e.g. {FEEDBACK_EXAMPLE}; "
+        "also accepted: truth {'jsonData': {'label': '<label>'}}, {'strData': '<label>'} "
+        "or the label alone",
+        "missing_truth",
+    )
+
+
+def parse_feedback(feedback: Any, classes: list[str]) -> FeedbackTruth:
+    """Read a Seldon ``Feedback`` message (REST or gRPC: seldon-core gives both as protobuf).
+
+    The request is named by ``response.meta.puid`` (the answer's
+    ``meta.puid``; ``request.meta.puid`` is read when the response has none).
+    The truth is one label per image of that request, in request order, as:
+
+    * ``truth.data.ndarray``: ``[["3"]]``, or ``[["3"], ["7"]]`` for two
+      images (a flat ``["3", "7"]`` too; numbers are read as their text, so
+      ``[[3]]`` is the class ``"3"``);
+    * ``truth.jsonData``: ``{"label": "3"}`` or ``{"labels": ["3", "7"]}``;
+    * ``truth.strData``: ``"3"`` (over REST the truth may also be the plain
+      string ``"3"``: the server's REST hook rewrites it to ``strData``).
+
+    ``truth.meta.tags.recorded_by``, when given, names who knows it.
+    ``reward`` is ignored here (seldon-core records it as its own metric).
+
+    Args:
+        feedback: A ``seldon_core.proto.prediction_pb2.Feedback``.
+        classes: The model's classes: a label outside them is refused.
+
+    Returns:
+        The request id, its true labels and who recorded them.
+
+    Raises:
+        BadRequestError: ``missing_puid``, ``bad_meta``, ``missing_truth``,
+            ``bad_truth`` or ``unknown_label``, with what to send instead.
+    """
+    puid = check_puid(feedback.response.meta.puid, "response.meta.puid") or check_puid(
+        feedback.request.meta.puid, "request.meta.puid"
+    )
+    if not puid:
+        raise BadRequestError(
+            "The feedback names no request: put the answer's meta.puid (every answer of "
+            f"this server carries one) in response.meta.puid, e.g. {FEEDBACK_EXAMPLE}",
+            "missing_puid",
+        )
+    labels = _truth_labels(feedback.truth)
+    known = set(classes)
+    for label in labels:
+        if label not in known:
+            shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+            raise BadRequestError(
+                f"Label {label!r} is not one of the model's {len(classes)} classes ({shown}): "
+                "send the true label spelled as a class (GET /metadata lists them)",
+                "unknown_label",
+            )
+    recorded_by = None
+    if feedback.truth.HasField("meta") and "recorded_by" in feedback.truth.meta.tags:
+        from google.protobuf import json_format
+
+        value = json_format.MessageToDict(feedback.truth.meta)["tags"]["recorded_by"]
+        if not isinstance(value, str) or len(value) > MAX_RECORDER_LENGTH:
+            raise BadRequestError(
+                f"truth.meta.tags.recorded_by must be a name of at most {MAX_RECORDER_LENGTH} "
+                "characters",
+                "bad_meta",
+            )
+        recorded_by = value or None
+    return FeedbackTruth(puid=puid, labels=labels, recorded_by=recorded_by)

@@ -18,6 +18,8 @@ def deployment_pipeline(
     top_k: int = 3,
     max_batch: int = 64,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    prediction_log: bool = True,
+    prediction_log_retention_days: int = 90,
 ) -> None:
     """Deploy the model the MLflow alias ``champion`` names, and smoke-test it.
 
@@ -29,6 +31,8 @@ def deployment_pipeline(
         top_k: Classes listed per answer.
         max_batch: Largest accepted batch.
         max_request_bytes: Largest accepted request body (larger: 413).
+        prediction_log: Record every answered image in the catalog's prediction log.
+        prediction_log_retention_days: Days of prediction log kept (0: forever).
     """
     deployment = deploy_champion(
         model_name=model_name,
@@ -37,5 +41,7 @@ def deployment_pipeline(
         top_k=top_k,
         max_batch=max_batch,
         max_request_bytes=max_request_bytes,
+        prediction_log=prediction_log,
+        prediction_log_retention_days=prediction_log_retention_days,
     )
     smoke_test(deployment=deployment, dataset=Client().get_artifact_version(ArtifactName.DATASET))

@@ -18,6 +18,10 @@ os.environ["ZENML_LOGGING_COLORS_DISABLED"] = "true"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 for variable in ("ZENML_ACTIVE_STACK_ID", "CLEARSIGHT_CATALOG_URL", "ZENML_STORE_URL"):
     os.environ.pop(variable, None)
+# Model servers started by tests (and their children) keep no prediction log: with no
+# catalog URL it would go to the user's .state/catalog.db. The prediction-log tests
+# switch it on with a catalog of their own.
+os.environ["CLEARSIGHT_PREDICTION_LOG"] = "off"
 
 from stack.runtime import quiet_shutdown  # noqa: E402
 

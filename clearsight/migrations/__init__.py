@@ -1,10 +1,11 @@
 """Schema migrations of the catalog database (Alembic), run when the catalog opens.
 
 The catalog database holds the tables of :mod:`clearsight.catalog` (``images``,
-``ingestions``, ``image_events``) and :mod:`clearsight.review`
-(``review_predictions``, ``reviews``, ``audit_log``). Their schema is defined by
-the revisions in ``versions/``; the live ``Table`` objects of both modules match
-the newest (head) revision. :class:`~clearsight.catalog.Catalog` and
+``ingestions``, ``image_events``), :mod:`clearsight.review`
+(``review_predictions``, ``reviews``, ``audit_log``) and
+:mod:`clearsight.prediction_log` (``prediction_log``, ``ground_truths``). Their
+schema is defined by the revisions in ``versions/``; the live ``Table`` objects
+of these modules match the newest (head) revision. :class:`~clearsight.catalog.Catalog` and
 :class:`~clearsight.review.ReviewStore` call :func:`upgrade_database` when they
 open, so a catalog is always migrated before it is read or written.
 

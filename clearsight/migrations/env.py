@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from clearsight import catalog, review
+from clearsight import catalog, prediction_log, review
 
 config = context.config
-# Autogenerate compares against both modules' live tables.
-target_metadata = [catalog.metadata, review.metadata]
+# Autogenerate compares against the live tables of every module that owns some.
+target_metadata = [catalog.metadata, review.metadata, prediction_log.metadata]
 
 
 def run_migrations() -> None:

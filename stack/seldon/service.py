@@ -393,6 +393,7 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
             "TF_CPP_MIN_LOG_LEVEL": "2",
             HOST_ENV: self.config.host,
             PARENT_PID_ENV: str(os.getpid()),
+            **catalog_env(),
         }
         argv = microservice_command(
             port, self.status.grpc_port, self.status.metrics_port, self.config.workers or 1
@@ -415,6 +416,31 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
         code = child.wait()
         stop_group(child.pid, grace=5)  # the gRPC and metrics processes may outlive it
         sys.exit(code)
+
+
+def catalog_env() -> dict[str, str]:
+    """``CLEARSIGHT_CATALOG_URL`` for the microservice: the catalog its prediction log writes to.
+
+    The absolute URL :func:`clearsight.catalog.resolve_catalog_url` gives in
+    this process (the variable as the deploy step or CLI had it, else the
+    project's SQLite catalog), so the server logs to the catalog the pipelines
+    use, whatever its working folder. A URL that cannot be resolved (relative)
+    is reported here and left out: the server then answers as usual and counts
+    its log entries as dropped.
+    """
+    from clearsight.catalog import CATALOG_URL_ENV, display_url, resolve_catalog_url
+    from clearsight.errors import CatalogError
+    from clearsight.prediction_log import log_settings
+
+    try:
+        if not log_settings(True, 0)[0]:  # switched off for this server
+            return {}
+        url = resolve_catalog_url()
+    except (CatalogError, ValueError) as error:
+        logger.error("The endpoint's prediction log cannot be set up: %s", error)
+        return {}
+    logger.info("Prediction log catalog (unless serving.json says off): %s", display_url(url))
+    return {CATALOG_URL_ENV: url}
 
 
 def _die_with_parent() -> None:

@@ -224,6 +224,8 @@ def deploy_champion(
     top_k: int = 3,
     max_batch: int = 64,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    prediction_log: bool = True,
+    prediction_log_retention_days: int = 90,
     timeout: int = 180,
     stop_timeout: int = 60,
     serving_image: str | None = None,
@@ -246,6 +248,10 @@ def deploy_champion(
         top_k: Classes listed per answer.
         max_batch: Largest accepted batch.
         max_request_bytes: Largest accepted request body; larger ones get a 413.
+        prediction_log: Record every answered image in the catalog's prediction
+            log (written to ``serving.json``; ``CLEARSIGHT_PREDICTION_LOG``
+            on the server overrides it).
+        prediction_log_retention_days: Days of prediction log kept (0: forever).
         timeout: Seconds to wait for the new local server to become healthy.
         stop_timeout: Seconds the old local server gets to finish the requests
             in flight (graceful stop) before it is killed.
@@ -273,6 +279,8 @@ def deploy_champion(
         "top_k": top_k,
         "max_batch": max_batch,
         "max_request_bytes": max_request_bytes,
+        "prediction_log": prediction_log,
+        "prediction_log_retention_days": prediction_log_retention_days,
     }
     context = get_step_context()
     pipeline_name, pipeline_step_name = context.pipeline.name, context.step_run.name

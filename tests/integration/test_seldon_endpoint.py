@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import ipaddress
 import json
@@ -67,12 +68,24 @@ def ports() -> dict[str, int]:
 @pytest.fixture(scope="module")
 def endpoint(model_dir, ports):
     folder, _ = model_dir
+    with running_microservice(folder, ports) as urls:
+        yield urls
+
+
+@contextlib.contextmanager
+def running_microservice(folder: Path, ports: dict[str, int], env: dict[str, str] | None = None):
+    """The seldon-core microservice serving ``folder`` on ``ports``, until the block ends.
+
+    Yields:
+        ``(REST base URL, metrics base URL)``.
+    """
     http, grpc, metrics = ports["http"], ports["grpc"], ports["metrics"]
     env = {
         **os.environ,
         "CLEARSIGHT_MODEL_DIR": str(folder),
         "PYTHONPATH": str(ROOT),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        **(env or {}),
     }
     process = subprocess.Popen(
         microservice_command(http, grpc, metrics, workers=1),

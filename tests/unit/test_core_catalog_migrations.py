@@ -34,6 +34,7 @@ from sqlalchemy import (
 
 from clearsight import catalog as catalog_module
 from clearsight import migrations
+from clearsight import prediction_log as prediction_log_module
 from clearsight import review as review_module
 from clearsight.catalog import Catalog, sqlite_url
 from clearsight.dataset import build_manifest
@@ -42,7 +43,8 @@ from clearsight.review import ReviewStore
 from tests.conftest import ROOT
 from tests.unit.conftest import image_bytes
 
-HEAD = "0002_identity_and_history"
+HEAD = "0003_prediction_log"
+IDENTITY = "0002_identity_and_history"
 BASELINE = "0001_baseline"
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -144,6 +146,8 @@ ALL_TABLES = {
     "review_predictions",
     "reviews",
     "audit_log",
+    "prediction_log",
+    "ground_truths",
     "alembic_version",
 }
 
@@ -250,7 +254,10 @@ def schema_differences(url: str) -> list:
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
-            return compare_metadata(context, [catalog_module.metadata, review_module.metadata])
+            return compare_metadata(
+                context,
+                [catalog_module.metadata, review_module.metadata, prediction_log_module.metadata],
+            )
     finally:
         engine.dispose()
 
@@ -331,7 +338,7 @@ def test_downgrade_to_the_baseline_and_upgrade_again(url, tmp_path):
     catalog.record_ingestion(*build_manifest(folder))
     catalog.close()
     assert migrations.downgrade_database(url, BASELINE) == BASELINE
-    assert "image_events" not in tables_of(url)
+    assert not {"image_events", "prediction_log", "ground_truths"} & tables_of(url)
     assert len(read(url, "SELECT * FROM images")) == 6
     assert migrations.current_revision(url) == BASELINE
 
@@ -413,7 +420,11 @@ def test_cli_history_and_upgrade(url, capsys):
     assert capsys.readouterr().out.strip() == HEAD
     assert migrations.main(["history", "--url", url]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == [BASELINE, f"{HEAD} (head, current)"]
+    assert [line.split(":")[0] for line in lines] == [
+        BASELINE,
+        IDENTITY,
+        f"{HEAD} (head, current)",
+    ]
 
 
 # The image history ------------------------------------------------------

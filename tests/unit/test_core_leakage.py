@@ -229,7 +229,7 @@ def test_a_renamed_label_folder_is_a_relabel_and_vanished_files_are_removed(tmp_
     assert {(r.previous_label, r.label) for r in report.relabelled} == {("grass", "lawn_grass")}
     assert "15 known images relabelled (grass -> lawn_grass: 15)" in report.summary()
     assert report.removed == sorted(str(p) for p in gone)
-    assert "2 catalogued images no longer found (marked removed)" in report.summary()
+    assert "2 catalogued image(s) no longer found (marked removed)" in report.summary()
     # A relabel moves no image: the split follows the picture, not its label.
     before_split = {r.sha256: r.split for r in before.records}
     assert all(before_split[r.sha256] == r.split for r in after.records)

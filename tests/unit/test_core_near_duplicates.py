@@ -329,3 +329,11 @@ def test_clusters_from_near_duplicate_pairs_of_real_copies():
     hashes = [phash(data) for data in files]
     found = clusters(len(files), near_duplicate_pairs(hashes, DEFAULT_MAX_DISTANCE))
     assert found == [[i for i in range(len(files) - 2) if i != 3]]
+
+
+def test_the_perceptual_hash_can_be_skipped_and_the_identity_stays():
+    data = encode(scene(3), "JPEG", quality=90)
+    full = inspect(data)
+    quick = inspect(data, perceptual_hash=False)
+    assert full.perceptual_hash and quick.perceptual_hash == ""
+    assert quick.pixel_sha256 == full.pixel_sha256

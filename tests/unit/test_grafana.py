@@ -146,6 +146,8 @@ def test_the_wrapper_metrics_are_found_in_its_source(exported):
         "clearsight_confidence",
         "clearsight_uncertain_total",
         "clearsight_rejected_total",
+        "clearsight_prediction_log_dropped_total",
+        "clearsight_feedback_total",
     }
     # As seldon-core exposes them: TIMERs become histograms.
     assert {"clearsight_request_latency_bucket", "clearsight_confidence_bucket"} <= exported
