@@ -110,8 +110,9 @@ RELABELLED = "relabelled"
 RESPLIT = "resplit"
 REMOVED = "removed"
 RESTORED = "restored"
+REPLACED = "replaced"
 #: The kinds of ``image_events`` rows.
-IMAGE_EVENT_KINDS = (ADDED, RELABELLED, RESPLIT, REMOVED, RESTORED)
+IMAGE_EVENT_KINDS = (ADDED, RELABELLED, RESPLIT, REMOVED, RESTORED, REPLACED)
 #: The provenance of images read from a data folder (reviewed images: ``review``).
 INGEST_PROVENANCE = "ingest"
 
@@ -265,11 +266,12 @@ class Catalog:
         For each record: a new hash is inserted (event ``added``); a known one
         is updated, with event ``relabelled`` when its label changed,
         ``resplit`` when its split changed and ``restored`` when it had been
-        removed (which is cleared). Then, unless ``report.dry_run``, every
-        image of provenance ``ingest`` whose ``source_path`` lies in
-        ``report.source`` and whose hash the manifest no longer holds is
-        marked removed (``removed_at``, ``removed_ingestion_id``; event
-        ``removed``). Rows are never deleted. ``pixel_sha256`` and
+        removed (which is cleared). Then, unless ``report.dry_run``, the
+        images the scan found gone (``report.removed``: event ``removed``;
+        ``report.replaced``, the same pixels now in other bytes: event
+        ``replaced``) are marked removed (``removed_at``,
+        ``removed_ingestion_id``). A dry run inserts new images only and
+        changes no known one. Rows are never deleted. ``pixel_sha256`` and
         ``split_key`` are read from the records when they have them;
         ``split_key`` defaults to the byte hash, which is what unsplit
         folders derive the split from.
@@ -336,6 +338,8 @@ class Catalog:
                         new_rows.append({**row, "first_seen": now})
                         events.append({**event, "event": ADDED})
                         continue
+                    if report.dry_run:  # a dry run changes no known image
+                        continue
                     if old.removed_at is not None:
                         row.update(removed_at=None, removed_ingestion_id=None)
                         events.append({**event, "event": RESTORED})
@@ -344,17 +348,15 @@ class Catalog:
                     if old.split != record.split:
                         events.append({**event, "event": RESPLIT, "previous_split": old.split})
                     seen_rows.append(row)
-                removed = []
-                if not report.dry_run and report.source:
-                    listed = {record.sha256 for record in manifest.records}
-                    removed = [
-                        old
-                        for sha, old in known.items()
-                        if sha not in listed
-                        and old.removed_at is None
-                        and old.provenance == INGEST_PROVENANCE
-                        and _inside(old.source_path, report.source)
-                    ]
+                removed: list[tuple[Any, str]] = []
+                if not report.dry_run:
+                    # The scan decided what vanished: it saw every file, kept or not.
+                    for gone, kind in [(v, REMOVED) for v in report.removed] + [
+                        (v, REPLACED) for v in report.replaced
+                    ]:
+                        old = known.get(gone.sha256)
+                        if old is not None and old.removed_at is None:
+                            removed.append((old, kind))
                 ingestion_id = connection.execute(
                     insert(INGESTIONS).values(
                         started_at=report.started_at,
@@ -389,12 +391,12 @@ class Catalog:
                         update(IMAGES)
                         .where(IMAGES.c.sha256 == bindparam("old_sha256"))
                         .values(removed_at=now, removed_ingestion_id=ingestion_id),
-                        [{"old_sha256": old.sha256} for old in removed],
+                        [{"old_sha256": old.sha256} for old, _ in removed],
                     )
                 events.extend(
                     {
                         "sha256": old.sha256,
-                        "event": REMOVED,
+                        "event": kind,
                         "label": old.label,
                         "previous_label": None,
                         "split": old.split,
@@ -402,7 +404,7 @@ class Catalog:
                         "source_path": old.source_path,
                         "at": now,
                     }
-                    for old in removed
+                    for old, kind in removed
                 )
                 if events:
                     connection.execute(

@@ -82,6 +82,16 @@ class Relabel(BaseModel):
     label: str
 
 
+class Vanished(BaseModel):
+    """A catalogued image of this folder whose bytes are no longer found."""
+
+    path: str
+    sha256: str
+    replaced_by: str | None = Field(
+        default=None, description="The bytes now holding the same pixels, if any."
+    )
+
+
 class SkippedFile(BaseModel):
     """A file left out of the dataset and the reason."""
 
@@ -215,9 +225,18 @@ class IngestionReport(BaseModel):
         default_factory=list,
         description="Images the catalog knows under another label (a renamed label folder).",
     )
-    removed: list[str] = Field(
+    removed: list[Vanished] = Field(
         default_factory=list,
         description="Catalogued images of this folder no longer found (marked removed).",
+    )
+    replaced: list[Vanished] = Field(
+        default_factory=list,
+        description="Catalogued images whose picture is still here in other bytes "
+        "(metadata edited, re-exported): the old bytes' row is marked replaced.",
+    )
+    chains: list[int] = Field(
+        default_factory=list,
+        description="Sizes of near-duplicate chains ignored as similar images, not copies.",
     )
 
     def groups_summary(self) -> str:
@@ -258,7 +277,7 @@ class IngestionReport(BaseModel):
         """
         if not self.near_duplicate_clusters:
             return ""
-        kept = [c for c in self.near_duplicate_clusters if not c.conflict]
+        kept = [c for c in self.near_duplicate_clusters if not c.conflict and not c.spread]
         line = (
             f"{len(self.near_duplicate_clusters)} near-duplicate clusters "
             f"({sum(len(c.members) for c in kept)} images kept together"
@@ -288,9 +307,14 @@ class IngestionReport(BaseModel):
             line += f"; {self.near_duplicates_summary()}"
         if self.relabelled:
             line += f"; {len(self.relabelled)} known images relabelled ({self.relabel_summary()})"
+        verb = "would be" if self.dry_run else "marked"
         if self.removed:
-            verb = "would be" if self.dry_run else "marked"
             line += f"; {len(self.removed)} catalogued image(s) no longer found ({verb} removed)"
+        if self.replaced:
+            line += (
+                f"; {len(self.replaced)} catalogued image(s) now in other bytes with the same "
+                f"pixels (old bytes {verb} replaced)"
+            )
         if self.wrappers:
             line += f"; read from wrapping folder {'/'.join(self.wrappers)}/"
         if self.groups_summary():
@@ -632,7 +656,11 @@ def build_manifest(
     )
     report.skipped.extend(SkippedFile(path=s.path, reason=s.reason) for s in skipped)
 
-    by_hash: dict[str, list[tuple[Candidate, object]]] = defaultdict(list)
+    by_hash: dict[str, list[tuple[Candidate, ImageInfo]]] = defaultdict(list)
+    scanned_bytes: set[str] = set()  # every valid file's identity, kept or not
+    scanned_pixels: set[str] = set()
+    scanned_paths: set[str] = set()
+    known_by = known_index(known)
     iterator = progress(candidates) if progress else candidates
     for candidate in iterator:
         try:
@@ -654,8 +682,11 @@ def build_manifest(
         # Copies are found by their pixels: a re-export or an edited EXIF block is
         # the same picture, and must not land in train and test at once.
         by_hash[info.pixel_sha256 or info.sha256].append((candidate, info))
+        scanned_bytes.add(info.sha256)
+        scanned_paths.add(str(candidate.path))
+        if info.pixel_sha256:
+            scanned_pixels.add(info.pixel_sha256)
 
-    known_by = known_index(known)
     entries: list[Entry] = []
     kept: list[tuple[Candidate, ImageInfo]] = []
     for copies in by_hash.values():
@@ -673,6 +704,7 @@ def build_manifest(
                     )
                 )
             continue
+        copies.sort(key=lambda copy: _keep_first(copy, known_by))
         (first, info), *rest = copies
         sha = info.sha256  # the kept copy's bytes: its storage address
         for candidate, copy in rest:
@@ -721,7 +753,11 @@ def build_manifest(
             report.near_duplicate_conflicts += 1
             report.skipped.append(SkippedFile(path=entry.path, reason=plan.excluded[i]))
             continue
-        if entry.known is not None and entry.known.label != entry.label:
+        if (
+            entry.known is not None
+            and entry.known.label != entry.label
+            and _inside(entry.known.source_path, root)
+        ):
             report.relabelled.append(
                 Relabel(
                     path=entry.path,
@@ -749,7 +785,18 @@ def build_manifest(
                 cluster=plan.cluster_of.get(i),
             )
         )
-    report.removed = _removed(known, root, {r.sha256 for r in records})
+    report.removed, report.replaced = _vanished(
+        known, root, (scanned_bytes, scanned_pixels, scanned_paths), records
+    )
+    report.chains = plan.chains
+    report.warnings.extend(
+        f"{size} images form one chain of near-duplicates within "
+        f"{near_duplicates.max_distance} bits, more than max_cluster_size "
+        f"({near_duplicates.max_cluster_size}): similar images rather than copies of one "
+        "picture, so they were not treated as near-duplicates; lower "
+        "near_duplicates.max_distance if copies among them go unnoticed"
+        for size in plan.chains
+    )
 
     records.sort(key=lambda r: (r.split, r.label, r.sha256))
     classes = sorted({r.label for r in records})
@@ -783,12 +830,16 @@ def known_index(known: Iterable[KnownImage] | None) -> dict[str, KnownImage]:
         known: The catalog's images (``Catalog.known_images()``), or None.
 
     Returns:
-        A lookup by byte hash (exact) and by ``"pixels:" + pixel_sha256``.
+        A lookup by byte hash (exact), by ``"pixels:" + pixel_sha256`` (rows
+        not removed first) and, for rows without a pixel hash (catalogued
+        before pixel identity), by ``"path:" + source_path``.
     """
     index: dict[str, KnownImage] = {}
-    for image in known or ():
+    for image in sorted(known or (), key=lambda k: k.removed):  # present rows first
         if image.pixel_sha256:
             index.setdefault(f"pixels:{image.pixel_sha256}", image)
+        elif image.provenance == "ingest":
+            index.setdefault(f"path:{image.source_path}", image)
         index[image.sha256] = image
     return index
 
@@ -796,25 +847,85 @@ def known_index(known: Iterable[KnownImage] | None) -> dict[str, KnownImage]:
 def _known_for(
     index: Mapping[str, KnownImage], copies: list[tuple[Candidate, ImageInfo]]
 ) -> KnownImage | None:
-    """The catalog's record of a picture: by the bytes of any copy, else by its pixels."""
+    """The catalog's record of a picture: by the bytes of any copy, else by its pixels.
+
+    Rows catalogued before pixel identity existed have no pixel hash until they
+    are ingested again; for them, a file at the same path stands for the same
+    picture (its metadata was edited in between).
+    """
     for _, info in copies:
         if info.sha256 in index:
             return index[info.sha256]
     pixels = copies[0][1].pixel_sha256
-    return index.get(f"pixels:{pixels}") if pixels else None
+    if pixels and f"pixels:{pixels}" in index:
+        return index[f"pixels:{pixels}"]
+    for candidate, _ in copies:
+        old = index.get(f"path:{candidate.path}")
+        if old is not None:
+            return old
+    return None
 
 
-def _removed(known: Iterable[KnownImage] | None, root: str, present: set[str]) -> list[str]:
-    """Source paths of catalogued images read from ``root`` that are no longer there."""
-    prefix = root.rstrip(os.sep) + os.sep
-    return sorted(
-        image.source_path
-        for image in known or ()
-        if image.provenance == "ingest"
-        and not image.removed
-        and (image.source_path == root or image.source_path.startswith(prefix))
-        and image.sha256 not in present
-    )
+def _keep_first(
+    copy: tuple[Candidate, ImageInfo], known: Mapping[str, KnownImage]
+) -> tuple[bool, int, str]:
+    """Which copy of a picture is kept: the catalogued bytes, then train > val > test, then path."""
+    candidate, info = copy
+    order = {"train": 0, "val": 1, "test": 2}
+    return (info.sha256 not in known, order.get(candidate.split or "", 3), str(candidate.path))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _vanished(
+    known: Iterable[KnownImage] | None,
+    root: str,
+    scanned: tuple[set[str], set[str], set[str]],
+    records: Iterable[ImageRecord],
+) -> tuple[list[Vanished], list[Vanished]]:
+    """Catalogued images of ``root`` whose bytes were not scanned: removed, or replaced.
+
+    ``scanned``: the byte hashes, pixel hashes and paths of every valid file.
+    A file still there (kept, a duplicate, or left out as a conflict) is never
+    vanished. Bytes gone whose pixels are still here (an edited EXIF block) are
+    replaced, by the kept record with those pixels; so are rows without a pixel
+    hash (catalogued before pixel identity) whose path holds other bytes now.
+    """
+    scanned_bytes, scanned_pixels, scanned_paths = scanned
+    records = list(records)
+    kept_by_pixels = {r.pixel_sha256: r.sha256 for r in records if r.pixel_sha256}
+    kept_by_path = {r.source_path: r.sha256 for r in records}
+    removed: list[Vanished] = []
+    replaced: list[Vanished] = []
+    for image in known or ():
+        if (
+            image.provenance != "ingest"
+            or image.removed
+            or not _inside(image.source_path, root)
+            or image.sha256 in scanned_bytes
+        ):
+            continue
+        if image.pixel_sha256 and image.pixel_sha256 in scanned_pixels:
+            replaced.append(
+                Vanished(
+                    path=image.source_path,
+                    sha256=image.sha256,
+                    replaced_by=kept_by_pixels.get(image.pixel_sha256),
+                )
+            )
+        elif not image.pixel_sha256 and image.source_path in scanned_paths:
+            replaced.append(
+                Vanished(
+                    path=image.source_path,
+                    sha256=image.sha256,
+                    replaced_by=kept_by_path.get(image.source_path),
+                )
+            )
+        else:
+            removed.append(Vanished(path=image.source_path, sha256=image.sha256))
+    return sorted(removed, key=lambda v: v.path), sorted(replaced, key=lambda v: v.path)
 
 
 def merge_reviewed(

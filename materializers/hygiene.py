@@ -45,7 +45,7 @@ def near_duplicates_html(
     """
     options = decoding or DecodeOptions()
     conflicts = [c for c in clusters if c.conflict]
-    kept = [c for c in clusters if not c.conflict]
+    kept = [c for c in clusters if not c.conflict and not c.spread]
     moved = sum(m.moved_from is not None for c in kept for m in c.members)
     within = f" within {max_distance} bits" if max_distance is not None else ""
     heading = (
@@ -62,7 +62,13 @@ def near_duplicates_html(
     ]
     shown = (conflicts + kept)[:MAX_CLUSTERS_SHOWN]
     for cluster in shown:
-        title = "label conflict, all left out" if cluster.conflict else "kept in one split"
+        title = (
+            "label conflict, all left out"
+            if cluster.conflict
+            else "left in several split folders (leakage: report)"
+            if cluster.spread
+            else "kept in one split"
+        )
         parts.append(
             f"<h4>cluster <code>{cluster.id}</code>: {len(cluster.members)} images, {title}</h4>"
             "<div style='display:flex;flex-wrap:wrap;gap:8px'>"

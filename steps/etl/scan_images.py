@@ -162,12 +162,14 @@ def scan_images(
             relabel.previous_label,
             relabel.label,
         )
+    if len(report.relabelled) > 20:
+        logger.warning("... and %d more relabelled images.", len(report.relabelled) - 20)
     if report.removed:
         logger.warning(
             "%d catalogued images of %s are no longer there (%s)%s.",
             len(report.removed),
             data_dir,
-            ", ".join(report.removed[:5]),
+            ", ".join(v.path for v in report.removed[:5]),
             "; a dry run marks nothing" if dry_run else "; the catalog marks them removed",
         )
     log_metadata(
@@ -191,6 +193,7 @@ def scan_images(
             "near_duplicate_conflicts": report.near_duplicate_conflicts,
             "relabelled": len(report.relabelled),
             "removed": len(report.removed),
+            "replaced": len(report.replaced),
         },
         artifact_name=ArtifactName.SCAN_REPORT,
         infer_artifact=True,

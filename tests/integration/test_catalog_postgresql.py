@@ -295,10 +295,10 @@ def test_a_pre_migration_catalog_on_postgresql_is_migrated(postgres_url, tmp_pat
 
         # A renamed label folder and a deleted file, on the migrated schema.
         folder = write_folder(tmp_path / "data", {"grass": 3, "clover": 3})
-        catalog.record_ingestion(*build_manifest(folder))
+        catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
         (folder / "grass").rename(folder / "lawn")
         (folder / "clover" / "3.png").unlink()
-        second = catalog.record_ingestion(*build_manifest(folder))
+        second = catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
         events = catalog.history()
         relabelled = [e for e in events if e["event"] == "relabelled"]
         assert [(e["previous_label"], e["label"]) for e in relabelled] == [("grass", "lawn")] * 3

@@ -218,7 +218,7 @@ def test_near_duplicates_relabels_and_removals_reach_the_dashboard_and_catalog(
     report = _output(again, "store_images", ArtifactName.INGESTION_REPORT).load()
     assert {(r.previous_label, r.label) for r in report.relabelled} == {("grass", "lawn_grass")}
     assert len(report.relabelled) == 6
-    assert [Path(p).name for p in report.removed] == ["s1_half.png"]
+    assert [Path(v.path).name for v in report.removed] == ["s1_half.png"]
     catalog = Catalog(catalog_url)
     assert catalog.image_count() == 11 and catalog.image_count(include_removed=True) == 12
     events = [e["event"] for e in catalog.history()]

@@ -335,7 +335,7 @@ def test_opening_twice_is_a_no_op(url, monkeypatch):
 def test_downgrade_to_the_baseline_and_upgrade_again(url, tmp_path):
     folder = write_folder(tmp_path / "data", {"a": 3, "b": 3})
     catalog = Catalog(url)
-    catalog.record_ingestion(*build_manifest(folder))
+    catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
     catalog.close()
     assert migrations.downgrade_database(url, BASELINE) == BASELINE
     assert not {"image_events", "prediction_log", "ground_truths"} & tables_of(url)
@@ -464,7 +464,7 @@ def test_a_renamed_label_folder_and_deleted_files(url, tmp_path):
         for path in deleted:
             path.unlink()
         deleted_paths = {str(p) for p in deleted}
-        renamed, renamed_report = build_manifest(folder)
+        renamed, renamed_report = build_manifest(folder, known=catalog.known_images())
 
         # A dry run records what it saw but marks nothing removed.
         dry = catalog.record_ingestion(renamed, renamed_report.model_copy(update={"dry_run": True}))
@@ -475,7 +475,8 @@ def test_a_renamed_label_folder_and_deleted_files(url, tmp_path):
         relabelled = events_of(catalog, "relabelled")
         assert len(relabelled) == 15
         assert {(e["previous_label"], e["label"]) for e in relabelled} == {("grass", "lawn_grass")}
-        assert {e["ingestion_id"] for e in relabelled} == {dry}  # seen first by the dry run
+        assert {e["ingestion_id"] for e in relabelled} == {second}  # a dry run changes nothing
+        assert dry < second
         assert all(e["source_path"].startswith(str(folder / "lawn_grass")) for e in relabelled)
 
         removed = [r for r in catalog.images() if r["removed_at"] is not None]
@@ -497,10 +498,10 @@ def test_a_renamed_label_folder_and_deleted_files(url, tmp_path):
         assert history[0]["at"] <= history[1]["at"] and history[1]["at"].tzinfo is not None
 
         # Ingesting again changes nothing; putting a file back restores it.
-        catalog.record_ingestion(*build_manifest(folder))
+        catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
         assert len(events_of(catalog, "removed")) == 2 and catalog.image_count() == 23
         deleted[0].write_bytes(image_bytes(15))  # clover's first seed
-        fourth = catalog.record_ingestion(*build_manifest(folder))
+        fourth = catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
         (restored,) = events_of(catalog, "restored")
         assert (restored["ingestion_id"], restored["label"]) == (fourth, "clover")
         row = next(r for r in catalog.images() if r["sha256"] == restored["sha256"])
@@ -515,12 +516,12 @@ def test_only_images_of_the_ingested_folder_are_removed(url, tmp_path):
     reference = write_folder(tmp_path / "reference", {"a": 3, "b": 3})
     catalog = Catalog(url)
     try:
-        catalog.record_ingestion(*build_manifest(drift))
+        catalog.record_ingestion(*build_manifest(drift, known=catalog.known_images()))
         # A sibling folder whose name starts like this one is not inside it.
-        catalog.record_ingestion(*build_manifest(reference))
+        catalog.record_ingestion(*build_manifest(reference, known=catalog.known_images()))
         assert catalog.image_count() == 10 and events_of(catalog, "removed") == []
         (drift / "a" / "100.png").unlink()
-        catalog.record_ingestion(*build_manifest(drift))
+        catalog.record_ingestion(*build_manifest(drift, known=catalog.known_images()))
         (removed,) = events_of(catalog, "removed")
         assert removed["source_path"] == str(drift / "a" / "100.png")
         assert catalog.image_count() == 9
@@ -536,10 +537,10 @@ def test_a_file_moved_to_another_split_is_resplit(url, tmp_path):
         )
     catalog = Catalog(url)
     try:
-        catalog.record_ingestion(*build_manifest(folder))
+        catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
         moved = folder / "train" / "a" / "0.png"
         moved.rename(folder / "val" / "a" / "0.png")
-        catalog.record_ingestion(*build_manifest(folder))
+        catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
         (event,) = events_of(catalog, "resplit")
         assert (event["previous_split"], event["split"], event["label"]) == ("train", "val", "a")
         assert events_of(catalog, "removed") == [] and catalog.image_count() == 12

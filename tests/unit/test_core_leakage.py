@@ -228,7 +228,7 @@ def test_a_renamed_label_folder_is_a_relabel_and_vanished_files_are_removed(tmp_
     assert len(report.relabelled) == 15
     assert {(r.previous_label, r.label) for r in report.relabelled} == {("grass", "lawn_grass")}
     assert "15 known images relabelled (grass -> lawn_grass: 15)" in report.summary()
-    assert report.removed == sorted(str(p) for p in gone)
+    assert [v.path for v in report.removed] == sorted(str(p) for p in gone)
     assert "2 catalogued image(s) no longer found (marked removed)" in report.summary()
     # A relabel moves no image: the split follows the picture, not its label.
     before_split = {r.sha256: r.split for r in before.records}
@@ -241,3 +241,78 @@ def test_the_near_duplicates_option_is_checked():
     for bad in ({"max_distance": 65}, {"max_distance": "6"}, {"leakage": "drop"}, {"x": 1}, 3):
         with pytest.raises(ValueError, match="near_duplicates"):
             validate_near_duplicates_option(bad)
+
+
+def test_edited_metadata_is_a_replacement_not_a_removal(tmp_path):
+    root = tmp_path / "photos"
+    write_photos(root, 10)
+    before, _ = build_manifest(root)
+    for path in sorted(root.rglob("*.jpg"))[:4]:
+        path.write_bytes(with_exif_comment(path.read_bytes(), "edited"))
+    after, report = build_manifest(root, known=known_from(before.records))
+    assert report.removed == []  # was: the 4 present files reported as no longer found
+    assert len(report.replaced) == 4
+    kept = {r.pixel_sha256: r.sha256 for r in after.records}
+    assert all(v.replaced_by == kept[_pixels(before, v.sha256)] for v in report.replaced)
+    assert "4 catalogued image(s) now in other bytes with the same pixels" in report.summary()
+
+
+def _pixels(manifest, sha256: str) -> str:
+    return next(r.pixel_sha256 for r in manifest.records if r.sha256 == sha256)
+
+
+def test_the_catalogued_copy_stays_the_kept_one_and_present_files_are_never_removed(tmp_path):
+    root = tmp_path / "pets"
+    write_photos(root, 6, labels=("cats", "dogs"))
+    before, _ = build_manifest(root)
+    known = known_from(before.records)
+    original = root / "cats" / "photo_02.jpg"
+    # A re-export that sorts first, and a copy of another image under the other label.
+    (root / "cats" / "aaa_photo_02.jpg").write_bytes(with_exif_comment(original.read_bytes(), "x"))
+    (root / "dogs" / "photo_04_copy.jpg").write_bytes((root / "cats" / "photo_04.jpg").read_bytes())
+    after, report = build_manifest(root, known=known)
+    assert report.removed == [] and report.replaced == []
+    assert any(r.source_path == str(original) for r in after.records)  # not the re-export
+    assert report.conflicts == 2  # photo_04 and its copy under 'dogs'
+
+
+def test_rows_catalogued_before_pixel_identity_are_matched_by_path(tmp_path):
+    root = tmp_path / "photos"
+    write_photos(root, 20)
+    fresh, _ = build_manifest(root)
+    old = known_from(fresh.records, byte_keys=True)
+    for path in sorted(root.rglob("*.jpg")):
+        path.write_bytes(with_exif_comment(path.read_bytes(), "edited before the first new run"))
+    after, report = build_manifest(root, known=old)
+    old_split = {k.source_path: k.split for k in old}
+    assert {r.source_path: r.split for r in after.records} == old_split  # nothing moved
+    assert report.removed == [] and report.relabelled == []
+    assert len(report.replaced) == 20
+
+
+def test_relabels_are_reported_for_the_ingested_folder_only(tmp_path):
+    first = tmp_path / "one"
+    write_photos(first, 6, labels=("cats", "dogs"))
+    second = tmp_path / "two"
+    for path in sorted(first.rglob("*.jpg")):
+        target = second / ("cat" if path.parent.name == "cats" else "dog") / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    manifest, _ = build_manifest(first)
+    _, report = build_manifest(second, known=known_from(manifest.records))
+    assert report.relabelled == []
+
+
+def test_a_long_chain_of_similar_images_is_not_a_cluster(tmp_path):
+    root = tmp_path / "xray"
+    base = photo(21)
+    for index in range(24):
+        label = root / ("NORMAL", "PNEUMONIA")[index % 2]
+        label.mkdir(parents=True, exist_ok=True)
+        # Each image a slightly shifted crop of the last: a chain, not copies of one.
+        crop = base.crop((index * 2, 0, 240 + index * 2, 180))
+        (label / f"p{index}.png").write_bytes(save(crop, "PNG"))
+    manifest, report = build_manifest(root, near_duplicates={"max_cluster_size": 5})
+    assert report.chains and max(report.chains) > 5
+    assert report.kept == 24 and report.near_duplicate_conflicts == 0
+    assert any("chain of near-duplicates" in w for w in report.warnings)
