@@ -113,8 +113,6 @@ RESTORED = "restored"
 REPLACED = "replaced"
 #: The kinds of ``image_events`` rows.
 IMAGE_EVENT_KINDS = (ADDED, RELABELLED, RESPLIT, REMOVED, RESTORED, REPLACED)
-#: The provenance of images read from a data folder (reviewed images: ``review``).
-INGEST_PROVENANCE = "ingest"
 
 IMAGE_EVENTS = Table(
     "image_events",
@@ -194,11 +192,6 @@ def check_url(url: str) -> str:
 def _utc(value: datetime) -> datetime:
     """SQLite returns naive datetimes; every time in the catalog is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _inside(path: str, folder: str) -> bool:
-    """Whether ``path`` is ``folder`` or lies under it (plain string test, no file system)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def read_known_images(url: str) -> list[KnownImage]:
