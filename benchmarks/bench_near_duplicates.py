@@ -1,6 +1,6 @@
 """Benchmark perceptual hashing at ingestion and the near-duplicate index.
 
-Three measurements, in one run:
+Four measurements, in one run:
 
 * (a) ingestion validation throughput of ``clearsight.images.inspect_image``
   on generated photo-like 1024x768 JPEGs, with the pixel identity
@@ -11,18 +11,28 @@ Three measurements, in one run:
   100,000 random 64-bit hashes with about 1% planted near-duplicates (distances
   0..max_distance): wall time, peak Python memory (``tracemalloc``, a separate
   run), pairs found, planted pairs recovered, and, up to ``--verify-up-to``
-  hashes, agreement with a brute-force comparison of all pairs;
+  hashes, agreement with a brute-force comparison of all pairs; then the
+  same for ``near_duplicate_groups`` (ingestion's call) and whether its
+  components equal those of the pairs;
 * (c) the Hamming distances that :data:`~clearsight.near_duplicates.DEFAULT_MAX_DISTANCE`
   rests on: copies of photo-like 1024x768 scenes and of 3 real photos
   (scikit-learn's china.jpg and flower.jpg, matplotlib's grace_hopper.jpg)
   re-saved as JPEG, resized, cropped 2-5% per side and EXIF-rotated, against
-  the distances between different scenes.
+  the distances between different scenes;
+* (d) :func:`clearsight.near_duplicates.near_duplicate_groups` (what ingestion
+  runs, ``max_size`` 20) on homogeneous hashes, as images of one kind (chest
+  X-rays) give: each a few bits from one of a few base hashes, so nearly every
+  pair of one base is within ``max_distance``: wall time, peak Python memory
+  (``tracemalloc``, a separate run), pairs within reach, components found
+  against those planted; and, up to ``--list-pairs-up-to`` pairs, the same
+  through listing every pair (``near_duplicate_pairs`` + ``clusters``).
 
 Examples:
     python benchmarks/bench_near_duplicates.py            # or: make bench-near-duplicates
     python benchmarks/bench_near_duplicates.py --images 200 --sizes 10000 100000   # defaults
     python benchmarks/bench_near_duplicates.py --distance-scenes 0   # skip (c)
     python benchmarks/bench_near_duplicates.py --max-distance 8 --sizes 100000
+    python benchmarks/bench_near_duplicates.py --images 0 --sizes --distance-scenes 0   # (d) only
 """
 
 from __future__ import annotations
@@ -47,9 +57,12 @@ sys.path.insert(0, str(ROOT))
 import clearsight.decode as decode_module  # noqa: E402
 from clearsight.decode import inspect  # noqa: E402
 from clearsight.images import inspect_image  # noqa: E402
+from clearsight.leakage import DEFAULT_MAX_CLUSTER_SIZE  # noqa: E402
 from clearsight.near_duplicates import (  # noqa: E402
     DEFAULT_MAX_DISTANCE,
+    clusters,
     hamming_distance,
+    near_duplicate_groups,
     near_duplicate_pairs,
 )
 
@@ -222,21 +235,105 @@ def bench_index(
         tracemalloc.stop()
         found = {(i, j) for i, j, _ in pairs}
         recovered = len(planted & found)
+        group_seconds, group_peak, groups = peak_of(
+            lambda h=hashes: near_duplicate_groups(
+                h, max_distance, max_size=DEFAULT_MAX_CLUSTER_SIZE
+            )
+        )
+        same = sorted(groups.clusters + groups.oversized) == clusters(size, pairs)
+        grouped = (
+            f"{group_seconds:.3f} s, {group_peak:.1f} MiB ({'equal' if same else 'DIFFERENT'})"
+        )
         check = "not run"
         if size <= verify_up_to:
             print(f"(b) brute force over {size * (size - 1) // 2:,} pairs ...", flush=True)
             check = "equal" if brute_force_pairs(hashes, max_distance) == pairs else "DIFFERENT"
-        rows.append((size, seconds, peak, len(pairs), recovered, len(planted), check))
+        rows.append((size, seconds, peak, len(pairs), recovered, len(planted), check, grouped))
     print()
     print(
         "| hashes | max_distance | time | peak memory (tracemalloc) | pairs found "
-        "| planted pairs found | brute force |"
+        "| planted pairs found | brute force | near_duplicate_groups (components) |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for size, seconds, peak, count, recovered, planted_count, check in rows:
+    print("|---|---|---|---|---|---|---|---|")
+    for size, seconds, peak, count, recovered, planted_count, check, grouped in rows:
         print(
             f"| {size:,} | {max_distance} | {seconds:.3f} s | {peak / 2**20:.1f} MiB | {count:,} "
-            f"| {recovered:,} / {planted_count:,} | {check} |"
+            f"| {recovered:,} / {planted_count:,} | {check} | {grouped} |"
+        )
+
+
+# ---------------------------------------------------------------------------
+# (d) Homogeneous hashes: images of one kind
+# ---------------------------------------------------------------------------
+
+
+def homogeneous_hashes(
+    rng: np.random.Generator, count: int, bases: int, max_distance: int
+) -> tuple[list[str], list[list[int]]]:
+    """Each hash a random base with 0..max_distance // 2 bits flipped: a base's hashes all meet.
+
+    Returns:
+        The hashes and, per base, the indices drawn from it (the components
+        expected: random bases are about 32 bits apart, out of reach).
+    """
+    base = rng.integers(0, 2**64, size=bases, dtype=np.uint64, endpoint=False)
+    which = rng.integers(0, bases, size=count)
+    values = base[which]
+    flips = rng.integers(0, max_distance // 2 + 1, size=count)
+    for _ in range(max_distance // 2):
+        bit = rng.integers(0, 64, size=count).astype(np.uint64)
+        hit = flips > 0  # a repeated bit undoes itself: at most, not exactly, flips bits
+        values[hit] ^= np.uint64(1) << bit[hit]
+        flips -= hit
+    members = [np.flatnonzero(which == b).tolist() for b in range(bases)]
+    return [f"{int(v):016x}" for v in values], [m for m in members if len(m) >= 2]
+
+
+def peak_of(call: Callable[[], object]) -> tuple[float, float, object]:
+    """Wall seconds of one call, and peak traced MiB of a second one, and its result."""
+    started = time.perf_counter()
+    result = call()
+    seconds = time.perf_counter() - started
+    tracemalloc.start()
+    call()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return seconds, peak / 2**20, result
+
+
+def bench_homogeneous(
+    sizes: Sequence[int], bases: int, max_distance: int, list_pairs_up_to: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    size_limit = DEFAULT_MAX_CLUSTER_SIZE
+    rows = []
+    for size in sizes:
+        hashes, planted = homogeneous_hashes(rng, size, bases, max_distance)
+        within = sum(len(m) * (len(m) - 1) // 2 for m in planted)
+        print(f"(d) {size:,} hashes from {bases} bases, {within:,} pairs within reach ...")
+        seconds, peak, groups = peak_of(
+            lambda h=hashes: near_duplicate_groups(h, max_distance, max_size=size_limit)
+        )
+        found = sorted(groups.oversized + groups.clusters)
+        check = "as planted" if found == sorted(planted) else "DIFFERENT"
+        listed = "not run"
+        if within <= list_pairs_up_to:
+            old_seconds, old_peak, old = peak_of(
+                lambda h=hashes: clusters(len(h), near_duplicate_pairs(h, max_distance))
+            )
+            same = "equal" if old == found else "DIFFERENT"
+            listed = f"{old_seconds:.2f} s, {old_peak:,.0f} MiB ({same})"
+        rows.append((size, within, seconds, peak, len(groups.oversized), check, listed))
+    print()
+    print(
+        f"| hashes | bases | pairs within {max_distance} bits | time | peak memory (tracemalloc) "
+        f"| components over {size_limit} | components | listing every pair instead |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for size, within, seconds, peak, oversized, check, listed in rows:
+        print(
+            f"| {size:,} | {bases} | {within:,} | {seconds:.2f} s | {peak:.1f} MiB | {oversized} "
+            f"| {check} | {listed} |"
         )
 
 
@@ -365,7 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="Examples:\n  python benchmarks/bench_near_duplicates.py\n"
         "  python benchmarks/bench_near_duplicates.py --distance-scenes 0\n"
-        "  python benchmarks/bench_near_duplicates.py --max-distance 8 --sizes 100000",
+        "  python benchmarks/bench_near_duplicates.py --max-distance 8 --sizes 100000\n"
+        "  python benchmarks/bench_near_duplicates.py --images 0 --sizes --distance-scenes 0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -396,6 +494,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=600,
         help="photo-like scenes whose copies are measured in (c) (default 600; 0: skip)",
     )
+    parser.add_argument(
+        "--homogeneous-sizes",
+        type=int,
+        nargs="*",
+        default=[2_000, 20_000, 100_000],
+        help="numbers of homogeneous hashes in (d) (default 2000 20000 100000; none: skip)",
+    )
+    parser.add_argument(
+        "--bases", type=int, default=5, help="base hashes the hashes of (d) are drawn near (5)"
+    )
+    parser.add_argument(
+        "--list-pairs-up-to",
+        type=int,
+        default=1_000_000,
+        help="in (d), also list every pair when there are at most this many (default 1000000)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds, best kept (3)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
@@ -415,6 +529,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps.append(
             lambda: bench_index(
                 args.sizes, args.max_distance, args.repeats, args.verify_up_to, args.seed
+            )
+        )
+    if args.homogeneous_sizes:
+        steps.append(
+            lambda: bench_homogeneous(
+                args.homogeneous_sizes,
+                args.bases,
+                args.max_distance,
+                args.list_pairs_up_to,
+                args.seed,
             )
         )
     if args.distance_scenes:

@@ -32,6 +32,7 @@ from clearsight.leakage import (
     KnownImage,
     NearDuplicateCluster,
     NearDuplicatesOption,
+    cluster_outcomes,
     plan_splits,
     validate_near_duplicates_option,
 )
@@ -90,6 +91,29 @@ class Vanished(BaseModel):
     replaced_by: str | None = Field(
         default=None, description="The bytes now holding the same pixels, if any."
     )
+
+
+class ExactCopy(BaseModel):
+    """One file of a set of files with identical decoded pixels."""
+
+    path: str
+    sha256: str
+    label: str
+    kept: bool = Field(
+        default=False, description="The copy kept in the dataset (none in a label conflict)."
+    )
+
+
+class ExactCopies(BaseModel):
+    """Files with identical decoded pixels (re-saved losslessly, metadata edited, copied).
+
+    One is kept and the others skipped as duplicates; under different labels
+    they are a label conflict and every one is left out.
+    """
+
+    pixel_sha256: str = Field(description="Their pixel identity (the byte hash for a review).")
+    conflict: bool
+    files: list[ExactCopy]
 
 
 class SkippedFile(BaseModel):
@@ -238,6 +262,11 @@ class IngestionReport(BaseModel):
         default_factory=list,
         description="Sizes of near-duplicate chains ignored as similar images, not copies.",
     )
+    exact_copies: list[ExactCopies] = Field(
+        default_factory=list,
+        description="Sets of files with identical pixels: duplicates (one kept) and label "
+        "conflicts (all left out), as counted in ``duplicates`` and ``conflicts``.",
+    )
 
     def groups_summary(self) -> str:
         """Groups per split, e.g. ``groups per split: train 70, val 15, test 15``.
@@ -277,7 +306,7 @@ class IngestionReport(BaseModel):
         """
         if not self.near_duplicate_clusters:
             return ""
-        kept = [c for c in self.near_duplicate_clusters if not c.conflict and not c.spread]
+        kept = cluster_outcomes(self.near_duplicate_clusters).kept
         line = (
             f"{len(self.near_duplicate_clusters)} near-duplicate clusters "
             f"({sum(len(c.members) for c in kept)} images kept together"
@@ -694,6 +723,7 @@ def build_manifest(
         if len(labels) > 1:
             places = "; ".join(f"'{c.label}' at {c.path}" for c, _ in copies)
             pixels = copies[0][1].pixel_sha256[:12]
+            report.exact_copies.append(_exact_copies(copies, kept=False))
             for candidate, _ in copies:
                 report.conflicts += 1
                 report.skipped.append(
@@ -707,6 +737,8 @@ def build_manifest(
         copies.sort(key=lambda copy: _keep_first(copy, known_by))
         (first, info), *rest = copies
         sha = info.sha256  # the kept copy's bytes: its storage address
+        if rest:
+            report.exact_copies.append(_exact_copies(copies, kept=True))
         for candidate, copy in rest:
             report.duplicates += 1
             same = "same bytes" if copy.sha256 == sha else "same pixels, other bytes"
@@ -969,8 +1001,10 @@ def merge_reviewed(
             report.skipped.append(
                 SkippedFile(path=record.uri, reason=f"duplicate of {known.source_path}")
             )
+            report.exact_copies.append(_reviewed_copies(known, record, conflict=False))
         else:
             conflicted.update((record.sha256, known.sha256))
+            report.exact_copies.append(_reviewed_copies(known, record, conflict=True))
             reason = (
                 f"label conflict: the same image (sha256 {record.sha256[:12]}) was reviewed as "
                 f"'{record.label}' by {record.reviewed_by} and is labelled '{known.label}' at "
@@ -996,6 +1030,32 @@ def merge_reviewed(
         + imbalance_warnings(merged, report.imbalance_warning_ratio)
     )
     return merged, report
+
+
+def _exact_copies(copies: list[tuple[Candidate, ImageInfo]], *, kept: bool) -> ExactCopies:
+    """Files with one picture; with ``kept``, the first one (sorted first) is kept."""
+    return ExactCopies(
+        pixel_sha256=copies[0][1].pixel_sha256 or copies[0][1].sha256,
+        conflict=not kept,
+        files=[
+            ExactCopy(path=str(c.path), sha256=info.sha256, label=c.label, kept=kept and n == 0)
+            for n, (c, info) in enumerate(copies)
+        ],
+    )
+
+
+def _reviewed_copies(known: ImageRecord, reviewed: ImageRecord, *, conflict: bool) -> ExactCopies:
+    """A reviewed image that is already in the data: a duplicate, or a conflict of labels."""
+    return ExactCopies(
+        pixel_sha256=known.pixel_sha256 or known.sha256,
+        conflict=conflict,
+        files=[
+            ExactCopy(
+                path=known.source_path, sha256=known.sha256, label=known.label, kept=not conflict
+            ),
+            ExactCopy(path=reviewed.uri, sha256=reviewed.sha256, label=reviewed.label),
+        ],
+    )
 
 
 def _identity(record: ImageRecord) -> str:

@@ -36,7 +36,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from clearsight.groups import group_hash
-from clearsight.near_duplicates import DEFAULT_MAX_DISTANCE, clusters, near_duplicate_pairs
+from clearsight.near_duplicates import (
+    DEFAULT_MAX_DISTANCE,
+    NearDuplicateGroups,
+    near_duplicate_groups,
+)
 
 SPLIT_ORDER = ("train", "val", "test")
 LEAKAGE_MODES = ("move", "report")
@@ -165,6 +169,40 @@ class NearDuplicateCluster(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class ClusterOutcomes:
+    """The near-duplicate clusters of an ingestion by what became of them.
+
+    Attributes:
+        conflicts: Label conflicts: every image left out.
+        kept: Kept together in one split (leakage prevented).
+        spread: Left in several split folders (``leakage: report``): leakage remains.
+        moved: Images of ``kept`` placed in their copies' split instead of their own.
+    """
+
+    conflicts: list[NearDuplicateCluster]
+    kept: list[NearDuplicateCluster]
+    spread: list[NearDuplicateCluster]
+    moved: int
+
+
+def cluster_outcomes(clusters: Sequence[NearDuplicateCluster]) -> ClusterOutcomes:
+    """Sort clusters into conflicts, kept in one split and spread (order kept in each).
+
+    Args:
+        clusters: The clusters of an ingestion (``IngestionReport`` or
+            ``DatasetManifest.near_duplicate_clusters``).
+
+    Returns:
+        The clusters by outcome (:class:`ClusterOutcomes`).
+    """
+    conflicts = [c for c in clusters if c.conflict]
+    kept = [c for c in clusters if not c.conflict and not c.spread]
+    spread = [c for c in clusters if not c.conflict and c.spread]
+    moved = sum(m.moved_from is not None for c in kept for m in c.members)
+    return ClusterOutcomes(conflicts=conflicts, kept=kept, spread=spread, moved=moved)
+
+
 @dataclass
 class Entry:
     """One image after exact de-duplication, as the split planner sees it.
@@ -243,19 +281,16 @@ def plan_splits(
     """
     count = len(entries)
     plan = SplitPlan(splits=[""] * count, keys=[""] * count)
-    pairs: list[tuple[int, int, int]] = []
+    groups = NearDuplicateGroups()
     if option.max_distance is not None and count > 1:
-        pairs = near_duplicate_pairs([e.perceptual_hash for e in entries], option.max_distance)
-    nearest: dict[int, int] = {}
-    for i, j, distance in pairs:
-        nearest[i] = min(nearest.get(i, distance), distance)
-        nearest[j] = min(nearest.get(j, distance), distance)
-    found = []
-    for members in clusters(count, pairs):
-        if len(members) > option.max_cluster_size:
-            plan.chains.append(len(members))
-        else:
-            found.append(members)
+        # Memory linear in the entries, however many pairs (chains of similar images).
+        groups = near_duplicate_groups(
+            [e.perceptual_hash for e in entries],
+            option.max_distance,
+            max_size=option.max_cluster_size,
+        )
+    plan.chains = [len(members) for members in groups.oversized]
+    found, nearest = groups.clusters, groups.nearest
     for members in found:
         cluster_id = min(entries[i].pixel_sha256 or entries[i].sha256 for i in members)[:12]
         labels = sorted({entries[i].label for i in members})

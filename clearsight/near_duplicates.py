@@ -17,7 +17,20 @@ values with up to ``s_k`` bits flipped, and the candidate pairs are verified
 with a vectorised popcount. The number of bands is chosen per call by a cost
 model (lookups against expected candidates for uniformly spread hashes): for
 100,000 hashes and ``max_distance`` 10, 4 bands of 16 bits searched within
-2, 2, 2 and 1 bits. :func:`clusters` joins the pairs into connected components.
+2, 2, 2 and 1 bits.
+
+Images of one kind (chest X-rays, one field's crop rows) hash close to each
+other, and the pairs grow with the square of their number (20,000 X-ray-like
+hashes gave 1.78 million pairs within 10 bits). :func:`near_duplicate_groups`,
+which ingestion uses, therefore keeps no pair: each verified batch of pairs is
+merged at once into connected components (a union-find whose merges are done
+per batch by :func:`scipy.sparse.csgraph.connected_components`) and into each
+image's distance to its nearest copy, so its memory is O(number of hashes) on
+any input. Once a component exceeds ``max_size`` images (a chain of similar
+images, not copies of one picture; it is ignored), candidate ranges lying
+wholly inside it are skipped unverified, which also bounds the time spent on
+homogeneous sets. :func:`near_duplicate_pairs` lists every pair (tests,
+small sets) and :func:`clusters` joins such a list into components.
 """
 
 from __future__ import annotations
@@ -25,8 +38,8 @@ from __future__ import annotations
 import itertools
 import math
 import string
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -61,7 +74,7 @@ DEFAULT_MAX_DISTANCE = 10
 
 # Working-set bounds: hashes expanded per lookup batch, candidates per batch.
 _LOOKUP_BATCH = 1 << 18
-_CANDIDATE_BATCH = 1 << 21
+_CANDIDATE_BATCH = 1 << 19
 # Bands this wide or narrower are looked up in a table of 2**width buckets.
 _TABLE_MAX_BITS = 22
 # Costs in ns for the plan (least squares over 45 timed plans, 20,000 and
@@ -98,6 +111,10 @@ def hamming_distance(a: str, b: str) -> int:
 def near_duplicate_pairs(hashes: Sequence[str], max_distance: int) -> list[tuple[int, int, int]]:
     """Every pair of hashes within ``max_distance`` bits, without comparing all pairs.
 
+    The list grows with the square of the size of a group of similar hashes
+    (n identical hashes give n * (n - 1) / 2 pairs): for whole datasets use
+    :func:`near_duplicate_groups`, whose memory is linear in the input.
+
     Args:
         hashes: Perceptual hashes, 16 hex digits each; ``""`` (an image too
             small to hash) is skipped.
@@ -105,34 +122,93 @@ def near_duplicate_pairs(hashes: Sequence[str], max_distance: int) -> list[tuple
 
     Returns:
         ``(i, j, distance)`` for every pair with ``i < j`` (indices into
-        ``hashes``) and ``distance <= max_distance``, sorted. The list grows
-        with the square of the size of a group of copies (n identical hashes
-        give n * (n - 1) / 2 pairs).
+        ``hashes``) and ``distance <= max_distance``, sorted.
 
     Raises:
         ValueError: ``max_distance`` is not a whole number from 0 to 32, or a
             non-empty hash is not 16 hex digits.
     """
     _check_distance(max_distance)
-    keep = np.array([i for i, h in enumerate(hashes) if h], dtype=np.int64)
-    if keep.size < 2:
+    keep, values = _parse_kept(hashes)
+    found = list(_close_pairs(values, max_distance, None))
+    if not found:
         return []
-    values = _parse_many([hashes[i] for i in keep], keep)
-    found_i, found_j, found_d = [], [], []
-    for band in _plan(values.size, max_distance):
-        for i, j, distance in _band_matches(values, band, max_distance):
-            found_i.append(i)
-            found_j.append(j)
-            found_d.append(distance)
-    if not found_i:
-        return []
-    i = np.concatenate(found_i)
-    j = np.concatenate(found_j)
-    distance = np.concatenate(found_d)
+    i, j, distance = (np.concatenate(column) for column in zip(*found, strict=True))
     # A pair close in several bands is found in each: keep one of each.
     _, first = np.unique(i * values.size + j, return_index=True)
     i, j, distance = keep[i[first]], keep[j[first]], distance[first]
     return list(zip(i.tolist(), j.tolist(), distance.tolist(), strict=True))
+
+
+@dataclass(frozen=True)
+class NearDuplicateGroups:
+    """The connected components of the near-duplicate graph, as ingestion needs them.
+
+    Attributes:
+        clusters: Components of 2 to ``max_size`` images: indices into the
+            hashes, each sorted, the list sorted by first index.
+        nearest: For every image of ``clusters``, the Hamming distance in bits
+            (0..max_distance) to its nearest other image, which is always in
+            its own component.
+        oversized: Components of more than ``max_size`` images (chains of
+            similar images), each sorted, the list sorted by first index. Their
+            membership and sizes are exact; no distance is kept for them.
+    """
+
+    clusters: list[list[int]] = field(default_factory=list)
+    nearest: dict[int, int] = field(default_factory=dict)
+    oversized: list[list[int]] = field(default_factory=list)
+
+
+def near_duplicate_groups(
+    hashes: Sequence[str], max_distance: int, *, max_size: int | None = None
+) -> NearDuplicateGroups:
+    """Groups of hashes joined by chains of pairs within ``max_distance`` bits.
+
+    The same components as ``clusters(len(hashes), near_duplicate_pairs(hashes,
+    max_distance))`` and the same nearest distances, in memory linear in
+    ``len(hashes)`` whatever the number of pairs: no pair is kept (see the
+    module docstring). Work inside a component already larger than
+    ``max_size`` is skipped: on 100,000 hashes that are all within a few bits
+    of each other this takes seconds where listing the pairs would not end
+    (``docs/benchmarks.md``, near-duplicates).
+
+    Args:
+        hashes: Perceptual hashes, 16 hex digits each; ``""`` (an image too
+            small to hash) is in no group.
+        max_distance: Largest Hamming distance in bits, 0 to 32.
+        max_size: Largest component reported in ``clusters`` (at least 2);
+            larger ones go to ``oversized``. None: no limit, nothing skipped.
+
+    Returns:
+        The groups (:class:`NearDuplicateGroups`).
+
+    Raises:
+        ValueError: ``max_distance`` is not a whole number from 0 to 32,
+            ``max_size`` is below 2, or a non-empty hash is not 16 hex digits.
+    """
+    _check_distance(max_distance)
+    if max_size is not None and (
+        isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2
+    ):
+        raise ValueError(
+            f"max_size must be a whole number of at least 2, or None; got {max_size!r}"
+        )
+    keep, values = _parse_kept(hashes)
+    if values.size < 2:
+        return NearDuplicateGroups()
+    components = _Components(values.size, max_size)
+    for i, j, distance in _close_pairs(values, max_distance, components):
+        components.add(i, j, distance)
+    groups = NearDuplicateGroups()
+    for members in components.groups():
+        indices = keep[members].tolist()
+        if max_size is not None and len(indices) > max_size:
+            groups.oversized.append(indices)
+        else:
+            groups.clusters.append(indices)
+            groups.nearest.update(zip(indices, components.nearest[members].tolist(), strict=True))
+    return groups
 
 
 def clusters(count: int, pairs: Iterable[tuple[int, int, int]]) -> list[list[int]]:
@@ -177,6 +253,123 @@ class _Band:
     shift: int
     width: int
     radius: int
+
+
+class _Components:
+    """Connected components of hashes ``0..count-1``, fed batches of close pairs.
+
+    ``label`` maps every hash to its component's number (0..components-1,
+    renumbered by each merge, so one gather reads it); ``size`` holds each
+    component's size by number; ``nearest`` each hash's smallest distance seen
+    (255: none yet). A batch is merged by one call of scipy's
+    ``connected_components`` on the component numbers it joins, then one
+    relabelling pass over all hashes, once the pairs joining two components
+    are as many as the hashes: memory O(count + batch), time O(count) per
+    merge. (``scipy.cluster.hierarchy.DisjointSet`` merges one pair
+    per Python call: too slow for millions of pairs.)
+    """
+
+    def __init__(self, count: int, max_size: int | None) -> None:
+        self.label = np.arange(count, dtype=np.int64)
+        self.size = np.ones(count, dtype=np.int64)
+        self.nearest = np.full(count, 255, dtype=np.uint8)
+        self.max_size = max_size
+        self.largest = 1
+        self.version = 0  # bumped by every merge
+        self._cache: tuple[np.ndarray, int, np.ndarray, np.ndarray] | None = None
+        # Pairs joining two components, merged once they are as many as the hashes.
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending_count = 0
+        self._merge_at = max(count, 4096)
+
+    def add(self, i: np.ndarray, j: np.ndarray, distance: np.ndarray) -> None:
+        np.minimum.at(self.nearest, i, distance)
+        np.minimum.at(self.nearest, j, distance)
+        apart = self.label[i] != self.label[j]
+        if not apart.any():
+            return
+        self._pending.append((i[apart], j[apart]))
+        self._pending_count += int(apart.sum())
+        if self._pending_count >= self._merge_at:
+            self.merge()
+
+    def merge(self) -> None:
+        """Join the components the pending pairs connect (labels lag until then)."""
+        if not self._pending:
+            return
+        i = np.concatenate([p[0] for p in self._pending])
+        j = np.concatenate([p[1] for p in self._pending])
+        self._pending, self._pending_count = [], 0
+        count = self.label.size
+        graph = coo_matrix(
+            (np.ones(i.size, dtype=np.int32), (self.label[i], self.label[j])), shape=(count, count)
+        )
+        # Every hash is a node; those that are not a component's label have no edge.
+        components, joined = connected_components(graph, directed=False)
+        self.label = joined[self.label]
+        self.size = np.bincount(self.label, minlength=components)
+        self.largest = int(self.size.max())
+        self.version += 1
+
+    def settled(
+        self, order: np.ndarray, who: np.ndarray, start: np.ndarray, hits: np.ndarray
+    ) -> np.ndarray | None:
+        """Queries with nothing to find: candidates all in their own oversized component.
+
+        A query's candidates are ``order[start:start + hits]``; when they all
+        share its component and that has more than ``max_size`` hashes, no
+        pair among them can change a component or a reported distance. Labels
+        that lag behind pending pairs only make fewer queries settled.
+
+        Returns:
+            A mask over the queries, or None when no component is oversized.
+        """
+        if self.max_size is None or self.largest <= self.max_size:
+            return None
+        if self._cache is None or self._cache[0] is not order or self._cache[1] != self.version:
+            ordered = self.label[order]
+            boundaries = np.append(np.flatnonzero(ordered[1:] != ordered[:-1]) + 1, ordered.size)
+            run_end = boundaries[np.searchsorted(boundaries, np.arange(ordered.size), side="right")]
+            self._cache = (order, self.version, ordered, run_end)
+        _, _, ordered, run_end = self._cache
+        own = self.label[who]
+        at = np.minimum(start, ordered.size - 1)
+        inside = (hits == 0) | ((ordered[at] == own) & (run_end[at] >= start + hits))
+        return inside & (self.size[own] > self.max_size)
+
+    def groups(self) -> list[np.ndarray]:
+        """Components of two or more hashes, each ascending, by first hash."""
+        self.merge()
+        members = np.flatnonzero(self.size[self.label] >= 2)  # ascending
+        members = members[np.argsort(self.label[members], kind="stable")]
+        if members.size == 0:
+            return []
+        cuts = np.flatnonzero(np.diff(self.label[members])) + 1
+        return sorted(np.split(members, cuts), key=lambda group: int(group[0]))
+
+
+def _parse_kept(hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the non-empty hashes and their values as ``uint64``."""
+    keep = np.array([i for i, h in enumerate(hashes) if h], dtype=np.int64)
+    if keep.size < 2:
+        return keep, np.zeros(keep.size, dtype=np.uint64)
+    return keep, _parse_many([hashes[i] for i in keep], keep)
+
+
+def _close_pairs(
+    values: np.ndarray, max_distance: int, components: _Components | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Batches ``(i, j, distance)`` (``i < j``) of the pairs within ``max_distance`` bits.
+
+    A pair close in several bands comes once per band. With ``components``,
+    candidates inside one oversized component are skipped (see
+    :meth:`_Components.settled`); the caller merges each batch before the next
+    is made.
+    """
+    if values.size < 2:
+        return
+    for band in _plan(values.size, max_distance):
+        yield from _band_matches(values, band, max_distance, components)
 
 
 def _check_distance(max_distance: object) -> None:
@@ -283,7 +476,9 @@ def _plan(count: int, max_distance: int) -> list[_Band]:
     return best
 
 
-def _band_matches(values: np.ndarray, band: _Band, max_distance: int):
+def _band_matches(
+    values: np.ndarray, band: _Band, max_distance: int, components: _Components | None
+):
     """Yield ``(i, j, distance)`` arrays (``i < j``) of the pairs close on all 64 bits.
 
     Candidates are the pairs within ``band.radius`` bits on this band. Hashes
@@ -313,7 +508,14 @@ def _band_matches(values: np.ndarray, band: _Band, max_distance: int):
     position = np.arange(values.size, dtype=np.int64)
     first, size = lookup(sorted_keys)
     yield from _expand(
-        values, sorted_values, order, order, position + 1, first + size - position - 1, max_distance
+        values,
+        sorted_values,
+        order,
+        order,
+        position + 1,
+        first + size - position - 1,
+        max_distance,
+        components,
     )
 
     # Other buckets: the band value with 1..radius bits flipped, looked up only
@@ -334,7 +536,14 @@ def _band_matches(values: np.ndarray, band: _Band, max_distance: int):
             who = below[row : row + rows]
             start, hits = lookup((keys[who, None] ^ flips[None, :]).ravel())
             yield from _expand(
-                values, sorted_values, np.repeat(who, flips.size), order, start, hits, max_distance
+                values,
+                sorted_values,
+                np.repeat(who, flips.size),
+                order,
+                start,
+                hits,
+                max_distance,
+                components,
             )
 
 
@@ -346,12 +555,15 @@ def _expand(
     start: np.ndarray,
     hits: np.ndarray,
     max_distance: int,
+    components: _Components | None,
 ):
     """Pair each ``who[k]`` with ``order[start[k] : start[k] + hits[k]]``; yield the close ones.
 
     Works in pieces of at most ``_CANDIDATE_BATCH`` candidates (one larger
     bucket is taken whole). Distances are computed on the band-sorted hashes,
-    indices only for the few pairs that are close enough.
+    indices only for the few pairs that are close enough. With
+    ``components``, each piece first drops the queries whose candidates are
+    settled (all in the query's own oversized component).
     """
     ends = np.cumsum(hits)
     piece = 0
@@ -359,6 +571,11 @@ def _expand(
         done = int(ends[piece - 1]) if piece else 0
         stop = max(int(np.searchsorted(ends, done + _CANDIDATE_BATCH, side="right")), piece + 1)
         count = hits[piece:stop]
+        settled = None
+        if components is not None:
+            settled = components.settled(order, who[piece:stop], start[piece:stop], count)
+        if settled is not None:
+            count = np.where(settled, 0, count)
         before = np.cumsum(count) - count
         # Candidate c of query k sits at sorted position start[k] + (c - before[k]).
         position = np.repeat(start[piece:stop] - before, count)

@@ -10,26 +10,20 @@ from zenml.io import fileio
 from zenml.materializers.pydantic_materializer import PydanticMaterializer
 
 from clearsight.dataset import IngestionReport
-from materializers.hygiene import near_duplicates_html
+from materializers.hygiene import hygiene_html
 
-NEAR_DUPLICATES_FILE = "near_duplicates.html"
+HYGIENE_FILE = "hygiene.html"
 
 
 class IngestionReportMaterializer(PydanticMaterializer):
-    """Pydantic's JSON round-trip, plus a page of near-duplicate clusters with thumbnails."""
+    """Pydantic's JSON round-trip, plus a page of the hygiene findings with thumbnails."""
 
     ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (IngestionReport,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
 
     def save_visualizations(self, data: IngestionReport) -> dict[str, VisualizationType]:
-        """The near-duplicate clusters, the leakage prevented and the conflicts."""
-        uri = os.path.join(self.uri, NEAR_DUPLICATES_FILE)
+        """Conflicts, near-duplicates, duplicates, relabels, removals (``hygiene_html``)."""
+        uri = os.path.join(self.uri, HYGIENE_FILE)
         with fileio.open(uri, "w") as handle:
-            handle.write(
-                near_duplicates_html(
-                    data.near_duplicate_clusters,
-                    max_distance=data.near_duplicate_max_distance,
-                    search_off=data.near_duplicate_max_distance is None,
-                )
-            )
+            handle.write(hygiene_html(data))
         return {uri: VisualizationType.HTML}

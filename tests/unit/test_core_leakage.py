@@ -312,7 +312,22 @@ def test_a_long_chain_of_similar_images_is_not_a_cluster(tmp_path):
         # Each image a slightly shifted crop of the last: a chain, not copies of one.
         crop = base.crop((index * 2, 0, 240 + index * 2, 180))
         (label / f"p{index}.png").write_bytes(save(crop, "PNG"))
+    # Next to the chain, one picture and two copies: an ordinary cluster.
+    other = photo(22)
+    (root / "NORMAL" / "q.png").write_bytes(save(other, "PNG"))
+    (root / "NORMAL" / "q_resaved.jpg").write_bytes(resaved(other))
+    (root / "NORMAL" / "q_half.png").write_bytes(resized(other, 0.5))
     manifest, report = build_manifest(root, near_duplicates={"max_cluster_size": 5})
     assert report.chains and max(report.chains) > 5
-    assert report.kept == 24 and report.near_duplicate_conflicts == 0
+    assert report.kept == 27 and report.near_duplicate_conflicts == 0
     assert any("chain of near-duplicates" in w for w in report.warnings)
+    (cluster,) = report.near_duplicate_clusters
+    assert sorted(Path(m.path).name for m in cluster.members) == [
+        "q.png",
+        "q_half.png",
+        "q_resaved.jpg",
+    ]
+    assert all(m.distance <= 10 for m in cluster.members)
+    assert {
+        r.cluster for r in manifest.records if r.source_path.startswith(str(root / "NORMAL" / "p"))
+    } == {None}

@@ -16,6 +16,7 @@ from clearsight.near_duplicates import (
     DEFAULT_MAX_DISTANCE,
     clusters,
     hamming_distance,
+    near_duplicate_groups,
     near_duplicate_pairs,
 )
 
@@ -329,6 +330,104 @@ def test_clusters_from_near_duplicate_pairs_of_real_copies():
     hashes = [phash(data) for data in files]
     found = clusters(len(files), near_duplicate_pairs(hashes, DEFAULT_MAX_DISTANCE))
     assert found == [[i for i in range(len(files) - 2) if i != 3]]
+
+
+# --- groups in linear memory --------------------------------------------------
+
+
+def nearest_of(pairs: list[tuple[int, int, int]]) -> dict[int, int]:
+    nearest: dict[int, int] = {}
+    for i, j, distance in pairs:
+        nearest[i] = min(nearest.get(i, distance), distance)
+        nearest[j] = min(nearest.get(j, distance), distance)
+    return nearest
+
+
+def around(bases: int, count: int, max_flips: int, seed: int) -> tuple[list[str], list[list[int]]]:
+    """Hashes each within ``max_flips`` bits of one of ``bases`` random hashes, and who is whose."""
+    rng = np.random.default_rng(seed)
+    base = [int(v) for v in rng.integers(0, 2**63, size=bases, dtype=np.int64)]
+    values, members = [], [[] for _ in range(bases)]
+    for index in range(count):
+        which = int(rng.integers(bases))
+        flips = rng.choice(64, size=int(rng.integers(0, max_flips + 1)), replace=False)
+        values.append(base[which] ^ sum(1 << int(bit) for bit in flips))
+        members[which].append(index)
+    return [f"{v:016x}" for v in values], members
+
+
+@pytest.mark.parametrize("max_distance", [0, 4, DEFAULT_MAX_DISTANCE])
+def test_groups_equal_the_components_and_nearest_distances_of_every_pair(max_distance):
+    hashes = planted(3000, max_distance, seed=100 + max_distance)
+    pairs = oracle(hashes, max_distance)
+    expected = clusters(len(hashes), pairs)
+    nearest = nearest_of(pairs)
+    assert any(len(c) > 2 for c in expected)  # chains and clumps, not only pairs
+
+    unbounded = near_duplicate_groups(hashes, max_distance)
+    assert unbounded.clusters == expected and unbounded.oversized == []
+    assert unbounded.nearest == {i: nearest[i] for c in expected for i in c}
+
+    bounded = near_duplicate_groups(hashes, max_distance, max_size=2)
+    assert bounded.clusters == [c for c in expected if len(c) <= 2]
+    assert bounded.oversized == [c for c in expected if len(c) > 2]
+    assert bounded.nearest == {i: nearest[i] for c in bounded.clusters for i in c}
+
+
+def test_a_homogeneous_set_is_one_oversized_component_per_base_and_small_ones_stay_exact():
+    # 6,000 hashes around 2 bases (everything of a base within 10 bits: about
+    # 9 million pairs), plus 3 ordinary clusters far from both.
+    hashes, members = around(2, 6000, DEFAULT_MAX_DISTANCE // 2, seed=7)
+    far = ["0123456789abcdef", "0123456789abcdee", "fedcba9876543210", "fedcba9876543211"]
+    far += ["fedcba9876543213", "00ff00ff00ff00ff", "00ff00ff00ff0fff"]
+    start = len(hashes)
+    hashes += far + [""]
+    assert all(hamming_distance(h, f) > 20 for h in hashes[:start:500] for f in far)
+    groups = near_duplicate_groups(hashes, DEFAULT_MAX_DISTANCE, max_size=20)
+    assert groups.oversized == sorted(members)
+    small = [[start, start + 1], [start + 2, start + 3, start + 4], [start + 5, start + 6]]
+    assert groups.clusters == small
+    assert groups.nearest == {
+        start: 1, start + 1: 1, start + 2: 1, start + 3: 1, start + 4: 1,
+        start + 5: 4, start + 6: 4,
+    }  # fmt: skip
+
+
+def test_groups_of_a_homogeneous_set_take_memory_linear_in_its_size(monkeypatch):
+    # Around one base, 2,000 and 4,000 hashes give 2 and 8 million pairs within
+    # 10 bits; listing them takes hundreds of MiB. The groups keep no pair:
+    # their peak is the hashes' arrays plus one batch of candidates, here made
+    # small (16,384) so that the batch does not hide how the rest grows.
+    import tracemalloc
+
+    import clearsight.near_duplicates as module
+
+    monkeypatch.setattr(module, "_CANDIDATE_BATCH", 1 << 14)
+    peaks = []
+    for count in (2000, 4000):
+        hashes, _ = around(1, count, DEFAULT_MAX_DISTANCE // 2, seed=count)
+        tracemalloc.start()
+        groups = near_duplicate_groups(hashes, DEFAULT_MAX_DISTANCE, max_size=20)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert groups.oversized == [list(range(count))] and groups.clusters == []
+        assert groups.nearest == {}
+    assert peaks[0] < 2000 * 1999 // 2 * 2, peaks  # under 2 bytes per pair
+    assert peaks[1] < 2.5 * peaks[0], peaks  # twice the hashes, four times the pairs
+
+
+def test_groups_of_few_hashes_and_bad_sizes():
+    assert near_duplicate_groups([], 4).clusters == []
+    assert near_duplicate_groups(["", "0123456789abcdef"], 4).clusters == []
+    same = "0123456789abcdef"
+    groups = near_duplicate_groups([same, "", same.upper(), same], 0, max_size=3)
+    assert groups.clusters == [[0, 2, 3]] and groups.nearest == {0: 0, 2: 0, 3: 0}
+    assert near_duplicate_groups([same] * 4, 0, max_size=3).oversized == [[0, 1, 2, 3]]
+    for bad in (1, 0, True, 2.5):
+        with pytest.raises(ValueError, match="max_size must be a whole number of at least 2"):
+            near_duplicate_groups([same, same], 0, max_size=bad)
+    with pytest.raises(ValueError, match=r"hashes\[1\]: a perceptual hash is 16 hex digits"):
+        near_duplicate_groups([same, "abc"], 4)
 
 
 def test_the_perceptual_hash_can_be_skipped_and_the_identity_stays():
