@@ -22,7 +22,7 @@ export ZENML_AUTO_OPEN_DASHBOARD ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-decoding bench-near-duplicates bench-stacks prometheus postgresql chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
+.PHONY: help setup run test data stack dashboard dashboard-stop mlflow-ui lint format bench bench-serving bench-decoding bench-near-duplicates bench-monitor bench-stacks prometheus alerting postgresql chromium ui airflow-venv services services-status services-stop serve-stop clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,13 @@ prometheus: ## Install Debian's prometheus package if missing (the endpoint test
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  $$SUDO apt-get install -y -qq prometheus >/dev/null 2>&1; }
 
+alerting: ## Install Debian's prometheus-alertmanager and prometheus-pushgateway if missing (make services and the alerting tests start them)
+	@{ command -v prometheus-alertmanager && command -v amtool && command -v prometheus-pushgateway; } >/dev/null 2>&1 || { \
+	  echo "Installing Debian's prometheus-alertmanager and prometheus-pushgateway (make services, alerting tests)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  $$SUDO apt-get install -y -qq prometheus-alertmanager prometheus-pushgateway >/dev/null 2>&1; }
+
 postgresql: ## Install Debian's postgresql package if missing (the catalog test starts a throw-away server)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "Installing Debian's postgresql package (used by the PostgreSQL catalog test)"; \
@@ -87,7 +94,7 @@ chromium: ## Install Debian's chromium and chromium-driver if missing (the UI br
 	  $$SUDO apt-get update -qq >/dev/null && \
 	  $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }
 
-test: setup airflow-venv lint prometheus postgresql chromium ## Set up, check formatting and lint, then run the whole test-suite
+test: setup airflow-venv lint prometheus alerting postgresql chromium ## Set up, check formatting and lint, then run the whole test-suite
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: setup ## Start the Streamlit review app (http://127.0.0.1:8501; its metrics on :8502)
@@ -118,6 +125,9 @@ bench-decoding: setup ## Old vs new image decoding: images/s, pixel differences,
 bench-near-duplicates: setup ## Perceptual hashing at ingestion, the near-duplicate index, copy distances
 	@$(PY) benchmarks/bench_near_duplicates.py
 
+bench-monitor: setup ## The monitor's core (window, features, accuracy, decisions) and Evidently drift, 10k/100k rows
+	@$(PY) benchmarks/bench_monitor.py
+
 bench-stacks: setup airflow-venv ## Time the same cold python run.py on the embedded and production stacks
 	@$(PY) benchmarks/bench_stacks.py
 
@@ -141,7 +151,7 @@ $(AIRFLOW_STAMP): stack/airflow/constraints.txt
 
 airflow-venv: $(AIRFLOW_STAMP) ## Install Airflow 3.3 into its own virtualenv (.venv-airflow)
 
-services: setup airflow-venv ## Start S3 (moto), MLflow, ZenML server and Airflow on loopback; register the production stack
+services: setup airflow-venv alerting ## Start S3 (moto), MLflow, ZenML server, Airflow, Alertmanager and the Pushgateway on loopback; register the production stack
 	@$(PY) -m stack.services start
 	@$(PY) -m stack.register production --no-activate
 	@echo "Use it: source .venv/bin/activate && zenml stack set production && python run.py"

@@ -107,11 +107,17 @@ def _check_stack(
         )
 
 
+# Tags every pipeline run gets while a command runs (the retrain chain's trigger).
+_RUN_TAGS: list[str] = []
+
+
 def _execute(pipeline: Any) -> Any:
     """Run on the active stack (waiting for Airflow when it orchestrates)."""
     from stack.orchestration import PipelineRunError, execute
     from stack.preflight import ServiceDownError
 
+    if _RUN_TAGS:
+        pipeline = pipeline.with_options(tags=list(_RUN_TAGS))
     try:
         return execute(pipeline, echo=click.echo)
     except (ServiceDownError, PipelineRunError) as error:
@@ -547,6 +553,7 @@ EXAMPLES = (
     "  python run.py champion\n"
     "  python run.py deploy\n"
     "  python run.py endpoint\n"
+    "  python run.py monitor --window-hours 168\n"
     "  python run.py schedule                 # production stack: daily ingest, weekly retrain\n"
     "  python run.py trigger train --conf '{\"epochs\": 5}'"
 )
@@ -751,6 +758,189 @@ def endpoint(obj: dict[str, Any]) -> None:
         raise PreconditionError(f"No endpoint is serving {name}. Fix: python run.py deploy")
     click.echo(service.prediction_url)
     click.echo(_curl(service.prediction_url, None), err=True)
+
+
+@main.command()
+@click.option(
+    "--window-hours",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Hours of traffic to judge, up to now. [default: from configs/monitor.yaml]",
+)
+@click.option(
+    "--model-version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="ZenML model version to judge. [default: the champion]",
+)
+@click.option(
+    "--monitor-config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=CONFIGS / "monitor.yaml",
+    show_default=True,
+    help="Monitor configuration: window, minimum evidence, thresholds.",
+)
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="When a check in the config's retrain_on fails, run the retrain chain (python run.py "
+    "retrain) with the monitor's reasons.",
+)
+@actor_option
+@click.pass_obj
+def monitor(
+    obj: dict[str, Any],
+    window_hours: float | None,
+    model_version: int | None,
+    monitor_config: Path,
+    retrain: bool,
+    actor: str,
+) -> None:
+    r"""Judge the served model's recent traffic: drift, uncertainty, production accuracy.
+
+    \b
+    Examples:
+      python run.py monitor
+      python run.py monitor --window-hours 168
+      python run.py monitor --retrain      # retrain, gate and deploy when a check fails
+    """
+    from pydantic import ValidationError
+
+    from clearsight.monitoring import MonitoringError, MonitorRules, check_prediction_log
+    from pipelines import monitoring_pipeline
+    from steps.monitoring.target import reference_and_classes, serving_target
+
+    _check_stack(needs_tracker=True, needs_validator=True)
+    name = _model_name(obj["train_config"])
+    parameters = _load_yaml(monitor_config).get("parameters") or {}
+    try:
+        rules = MonitorRules.model_validate(parameters.get("rules") or {})
+        if window_hours is not None:
+            rules = rules.model_copy(update={"window_hours": window_hours})
+        target = serving_target(name, model_version or parameters.get("model_version"))
+        reference_and_classes(target)
+        check_prediction_log(parameters.get("catalog_url"))
+    except ValidationError as error:
+        raise PreconditionError(f"Invalid rules in {monitor_config}:\n{error}") from None
+    except MonitoringError as error:
+        raise PreconditionError(str(error)) from None
+    parameters = {
+        "model_name": name,
+        "model_version": target.zenml_version,
+        "rules": rules.model_dump(mode="json"),
+    }
+    run = _execute(
+        monitoring_pipeline.with_options(config_path=str(monitor_config), parameters=parameters)
+    )
+    result = _monitor_summary(run)
+    if retrain and result.retrain_reasons:
+        click.echo("")
+        click.secho("The monitor asks for retraining: running the retrain chain.", bold=True)
+        _retrain(obj, result.retrain_reasons, "monitor", None, actor, monitor_run=run)
+    elif retrain:
+        click.echo(
+            "  retrain         not needed: every check in retrain_on passed or was not judged"
+        )
+
+
+def _monitor_summary(monitor_run: Any) -> Any:
+    from zenml.client import Client
+    from zenml.utils.dashboard_utils import get_run_url
+
+    from clearsight.monitoring import summary_lines
+
+    run = Client().get_pipeline_run(monitor_run.id)
+    result = run.steps["monitoring_decision"].outputs[ArtifactName.MONITOR_RESULT][0].load()
+    click.echo("")
+    click.secho("Monitor", bold=True)
+    click.echo(f"  run             {run.name}  [{run.status.value}]")
+    for line in summary_lines(result):
+        click.echo(line)
+    url = get_run_url(run)
+    click.echo(
+        f"  dashboard       {url}"
+        if url
+        else f"  dashboard       make dashboard, then http://127.0.0.1:{ZENML_DASHBOARD_PORT}"
+        "  (the run's Evidently reports and summary)"
+    )
+    return result
+
+
+@main.command()
+@click.option(
+    "--reason",
+    default="manual",
+    show_default=True,
+    help="Why: recorded with the runs (ZenML run metadata), on the MLflow run "
+    "(tag clearsight.retrain_reason) and in the audit log.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Image folder to ingest. [default: from configs/ingest.yaml]",
+)
+@actor_option
+@click.pass_obj
+def retrain(obj: dict[str, Any], reason: str, data_dir: str | None, actor: str) -> None:
+    r"""The retrain chain: ingest (with reviewed images), train, gate; deploy only if promoted.
+
+    A challenger the gate rejects is never deployed, and a chain that fails
+    leaves the champion serving. Every run of the chain carries the ZenML tag
+    retrain:<trigger> (manual here; monitor for python run.py monitor --retrain).
+
+    \b
+    Examples:
+      python run.py retrain
+      python run.py retrain --reason "new reviewed images from site north"
+    """
+    _retrain(obj, [reason], "manual", data_dir, actor)
+
+
+def _retrain(
+    obj: dict[str, Any],
+    reasons: list[str],
+    trigger: str,
+    data_dir: str | None,
+    actor: str | None,
+    monitor_run: Any = None,
+) -> None:
+    """Ingest, train (never cached), gate, and deploy when promoted; record why."""
+    from steps.promotion.retrain import record_retrain
+
+    _check_stack(needs_tracker=True, needs_validator=True, needs_deployer=True)
+    name = _model_name(obj["train_config"])
+    hyperparameters = _training_parameters(obj["train_config"], {})
+    rules = _promotion_rules(obj["promote_config"])
+    _RUN_TAGS[:] = [f"retrain:{trigger}"]
+    runs: dict[str, Any] = {"monitor": monitor_run}
+    outcome = "failed"
+    try:
+        runs["ingest"] = _run_ingest(obj["ingest_config"], data_dir, False, False)
+        runs["train"] = _run_train(obj["train_config"], hyperparameters, no_cache=True)
+        from zenml.client import Client
+
+        number = Client().get_pipeline_run(runs["train"].id).model_version.number
+        runs["promote"] = _run_promote(obj["promote_config"], name, rules, number, actor=actor)
+        promoted = _promoted(runs["promote"])
+        outcome = "promoted" if promoted else "rejected"
+        if promoted:
+            runs["deploy"] = _run_deploy(obj["deploy_config"], name, actor)
+    finally:
+        _RUN_TAGS.clear()
+        record_retrain(name, reasons, trigger, actor or "pipeline", outcome, runs)
+    _summary(runs["ingest"], runs["train"], runs["promote"], name, runs.get("deploy"))
+    click.echo(f"  retrain         {trigger}: {'; '.join(reasons)}")
+    if outcome == "rejected":
+        click.echo("  deployment      none: the gate rejected the challenger; the champion serves")
+
+
+def _promoted(promote_run: Any) -> bool:
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(promote_run.id)
+    decision = run.steps["promotion_gate"].outputs[ArtifactName.PROMOTION_DECISION][0].load()
+    return bool(decision.promote)
 
 
 @main.command("schedule")

@@ -14,6 +14,7 @@ class PipelineName(StrEnum):
     TRAIN = "train"
     PROMOTE = "promote"
     DEPLOY = "deploy"
+    MONITOR = "monitor"
 
 
 class ArtifactName(StrEnum):
@@ -28,6 +29,7 @@ class ArtifactName(StrEnum):
     MODEL = "model"
     CALIBRATION = "calibration"
     REFERENCE_FEATURES = "reference_features"
+    EMBEDDING_PROJECTION = "embedding_projection"
     CURRENT_FEATURES = "current_features"
     DRIFT_FEATURES = "drift_features"
     CHAMPION_FEATURES = "champion_features"
@@ -35,6 +37,13 @@ class ArtifactName(StrEnum):
     TEST_METRICS = "test_metrics"
     CONFUSION_MATRIX = "confusion_matrix"
     REGISTERED_MODEL = "registered_model"
+    # The monitor pipeline's (python run.py monitor).
+    MONITOR_REFERENCE = "monitor_reference"
+    MONITOR_CURRENT_FEATURES = "monitor_current_features"
+    MONITOR_CURRENT_PREDICTIONS = "monitor_current_predictions"
+    MONITOR_WINDOW = "monitor_window"
+    MONITOR_RESULT = "monitor_result"
+    MONITOR_SUMMARY = "monitor_summary"
 
 
 DEFAULT_MODEL_NAME = "image-classifier"

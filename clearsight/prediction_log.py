@@ -15,13 +15,18 @@ retention are deleted by the writer at most once an hour.
 
 Ground truths (``ground_truths``) are the true labels of answered images, by
 Seldon request id (``puid``) and image index (``item``), with their source
-(``feedback``: Seldon's feedback call; ``review``: reviews, later).
+(``feedback``: Seldon's feedback call; ``review``: a reviewer's verdict on a
+queued answer, :mod:`clearsight.review`). :func:`search` reads the log back,
+filtered and paged, with each answer's ground truth.
 
 Both tables live in the catalog database (:func:`clearsight.catalog.resolve_catalog_url`;
 a SQLite catalog is switched to WAL mode so that the server's writes and
 other readers do not block each other); their schema is migrated by
-:mod:`clearsight.migrations` (revision ``0003_prediction_log``). No image
-bytes are stored: only their hashes.
+:mod:`clearsight.migrations` (revisions ``0003_prediction_log`` and
+``0004_monitoring_features``). No image bytes are stored: only their
+hashes and their monitoring features (``features``: pixel statistics
+computed by the writer, and the embedding's principal components the server
+projected while answering; see :mod:`clearsight.features`).
 
 Framework-free: no ZenML, no seldon-core.
 """
@@ -33,7 +38,9 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import os
+import random as _random
 import sys
 import threading
 import time
@@ -64,7 +71,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 
 from clearsight.catalog import check_url, display_url, resolve_catalog_url
-from clearsight.decode import DEFAULT_MAX_PIXELS, DEFAULT_OPTIONS, DecodeOptions
+from clearsight.decode import DEFAULT_MAX_PIXELS, DEFAULT_OPTIONS, DecodeOptions, read_header
 from clearsight.images import inspect_image, sha256_bytes
 from clearsight.migrations import upgrade_database
 from clearsight.serving import MAX_PUID_LENGTH
@@ -101,6 +108,11 @@ REVIEW = "review"
 TRUTH_SOURCES = (FEEDBACK, REVIEW)
 IMAGES = "images"
 TENSOR = "tensor"
+#: Which answered images' bytes are kept (``keep_images``).
+KEEP_NEVER, KEEP_UNCERTAIN, KEEP_ALL = "never", "uncertain", "all"
+KEEP_IMAGES = (KEEP_NEVER, KEEP_UNCERTAIN, KEEP_ALL)
+#: Kept images go to ``<artifact store>/prediction-log/images/sha256/<ab>/<sha256>.<ext>``.
+PREDICTION_IMAGES_FOLDER = "prediction-log"
 
 metadata = MetaData()
 
@@ -122,6 +134,8 @@ PREDICTION_LOG = Table(
     Column("uncertain", Boolean, nullable=False),
     Column("top_k", JSON, nullable=False),
     Column("tags", JSON, nullable=True),  # the client's meta.tags
+    Column("features", JSON, nullable=True),  # monitoring features (clearsight.features)
+    Column("image_uri", String(4096), nullable=True),  # where the bytes were kept, if they were
 )
 
 GROUND_TRUTHS = Table(
@@ -177,6 +191,21 @@ def log_settings(
     return enabled, retention_days
 
 
+def check_keep_images(keep_images: str, sample_share: float) -> None:
+    """Refuse a ``keep_images`` setting the writer cannot follow.
+
+    Raises:
+        ValueError: ``keep_images`` is not one of :data:`KEEP_IMAGES`, or the
+            share is outside [0, 1].
+    """
+    if keep_images not in KEEP_IMAGES:
+        raise ValueError(
+            f"keep_images must be one of {', '.join(KEEP_IMAGES)}, not {keep_images!r}"
+        )
+    if not 0.0 <= sample_share <= 1.0:
+        raise ValueError(f"keep_images_sample_share must be between 0 and 1, not {sample_share}")
+
+
 def new_puid() -> str:
     """A request id as Seldon's executor makes one when none is given (a UUID4)."""
     return str(uuid.uuid4())
@@ -196,6 +225,9 @@ class LoggedRequest:
             ``uncertain``, ``top_k``; :func:`clearsight.serving.shape_answers`).
         images: The encoded images as received, or None for a tensor request.
         tags: The client's ``meta.tags`` (e.g. site, device), or None.
+        features: Per image, the monitoring features the server computed
+            while answering (the embedding's principal components
+            ``embedding_i``), or None.
     """
 
     at: datetime
@@ -206,6 +238,7 @@ class LoggedRequest:
     answers: Sequence[Mapping[str, Any]]
     images: Sequence[bytes] | None = None
     tags: Mapping[str, Any] | None = None
+    features: Sequence[Mapping[str, float]] | None = None
 
     @property
     def size(self) -> int:
@@ -230,6 +263,24 @@ def image_hashes(
     except Exception:  # noqa: BLE001 - it was answered; a hash failure only leaves a gap
         return sha256_bytes(data), None
     return info.sha256, info.pixel_sha256 or None
+
+
+def _content_store(root: str) -> Any:
+    """A :class:`clearsight.storage.ContentStore` on the local disk or, for a URL, fsspec."""
+    from clearsight.storage import ContentStore, LocalFileSystem
+
+    if "://" not in root:
+        return ContentStore(root, LocalFileSystem())
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(root)
+    return ContentStore(root, fs)
+
+
+def _finite(features: Mapping[str, float]) -> dict[str, float]:
+    """The features as plain floats, without NaN or infinities (JSON has neither)."""
+    values = {name: float(value) for name, value in features.items()}
+    return {name: value for name, value in values.items() if math.isfinite(value)}
 
 
 def _tags_for_storage(tags: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -291,6 +342,11 @@ class PredictionLog:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         retention_every: float = RETENTION_EVERY,
         hashes: Callable[[bytes], tuple[str, str | None]] = image_hashes,
+        pixel_features: Callable[[bytes], Mapping[str, float]] | None = None,
+        images_uri: str = "",
+        keep_images: str = KEEP_UNCERTAIN,
+        keep_images_sample_share: float = 0.0,
+        random: Callable[[], float] = _random.random,
         on_dropped: Callable[[str, int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -307,6 +363,18 @@ class PredictionLog:
             flush_interval: Seconds an entry waits at most before it is written.
             retention_every: Seconds between two retention deletions.
             hashes: ``bytes -> (sha256, pixel_sha256 or None)``, run by the writer.
+            pixel_features: ``bytes -> {column: value}``, run by the writer
+                (the server passes :func:`clearsight.features.pixel_features`
+                with its decoding rules); merged with the entry's own
+                ``features`` into the row's ``features``. None: not computed.
+            images_uri: Root of the content store kept images are written to
+                (a local folder or an fsspec URL such as ``s3://bucket/x``);
+                "": no image is kept, whatever ``keep_images`` says.
+            keep_images: ``never``, ``uncertain`` (the answers flagged for
+                expert review) or ``all``.
+            keep_images_sample_share: Share (0..1) of the other images kept
+                too, drawn with ``random``.
+            random: Uniform draws in [0, 1) (tests pass a fixed one).
             on_dropped: Called by the writer with ``(reason, rows)`` when rows
                 could not be written (not for a full queue: :meth:`log`
                 returns False and the caller counts it without waiting).
@@ -320,6 +388,14 @@ class PredictionLog:
         self.flush_interval = flush_interval
         self.retention_every = retention_every
         self.hashes = hashes
+        self.pixel_features = pixel_features
+        check_keep_images(keep_images, keep_images_sample_share)
+        self.images_uri = images_uri
+        self.keep_images = keep_images
+        self.keep_images_sample_share = keep_images_sample_share
+        self.random = random
+        self._store: Any = None
+        self._store_failing = False
         self.on_dropped = on_dropped
         self.clock = clock
         self._reset()
@@ -432,8 +508,16 @@ class PredictionLog:
         rows = []
         for item, answer in enumerate(entry.answers):
             image_sha256 = pixel_sha256 = None
+            features: dict[str, float] = {}
+            image_uri = None
             if entry.images is not None and item < len(entry.images):
                 image_sha256, pixel_sha256 = self.hashes(entry.images[item])
+                if pixel_sha256 is not None and self._keeps(answer):
+                    image_uri = self._keep(entry.images[item], image_sha256)
+                if self.pixel_features is not None and pixel_sha256 is not None:
+                    features.update(self._pixel_features(entry.images[item]))
+            if entry.features is not None and item < len(entry.features):
+                features.update(entry.features[item])
             rows.append(
                 {
                     "created_at": entry.at,
@@ -450,9 +534,46 @@ class PredictionLog:
                     "uncertain": bool(answer["uncertain"]),
                     "top_k": list(answer.get("top_k", [])),
                     "tags": tags,
+                    "features": _finite(features) or None,
+                    "image_uri": image_uri,
                 }
             )
         return rows
+
+    def _keeps(self, answer: Mapping[str, Any]) -> bool:
+        if not self.images_uri or self.keep_images == KEEP_NEVER:
+            return False
+        if self.keep_images == KEEP_ALL or bool(answer.get("uncertain")):
+            return True
+        return self.keep_images_sample_share > 0 and self.random() < self.keep_images_sample_share
+
+    def _keep(self, data: bytes, sha256: str) -> str | None:
+        """Write the image into the content store once; its URI, None if it could not be."""
+        try:
+            if self._store is None:
+                self._store = _content_store(self.images_uri)
+            uri = self._store.uri_for(sha256, read_header(data).format)
+            if not self._store.fs.exists(uri):
+                self._store.put(uri, data)
+        except Exception as error:  # noqa: BLE001 - the row is written without its image
+            if not self._store_failing:
+                self._store_failing = True
+                logger.error(
+                    "The prediction log cannot keep images in %s: %s: %s. Rows are written "
+                    "without them until it can.",
+                    self.images_uri,
+                    error.__class__.__name__,
+                    error,
+                )
+            return None
+        self._store_failing = False
+        return uri
+
+    def _pixel_features(self, data: bytes) -> Mapping[str, float]:
+        try:
+            return self.pixel_features(data)
+        except Exception:  # noqa: BLE001 - it was answered; a feature failure only leaves a gap
+            return {}
 
     def _write(self, batch: list[LoggedRequest]) -> None:
         rows: list[dict[str, Any]] = []
@@ -635,6 +756,232 @@ class PredictionLog:
             with contextlib.suppress(Exception):
                 engine.dispose(close=False)  # the parent's connections stay the parent's
         self._reset()
+
+
+# --- reading the log ------------------------------------------------------------
+
+#: Rows per page of :func:`search`, at most.
+MAX_SEARCH_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    """One page of :func:`search`: the rows, newest first, and how many match in all."""
+
+    rows: list[dict[str, Any]]
+    total: int
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Aware UTC (SQLite gives naive datetimes back; a naive bound is taken as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _newest_truths() -> Any:
+    """The newest ``ground_truths`` row of each ``(puid, item)``: ``truth``, ``truth_source``."""
+    newest = (
+        select(func.max(GROUND_TRUTHS.c.id).label("id"))
+        .group_by(GROUND_TRUTHS.c.puid, GROUND_TRUTHS.c.item)
+        .subquery()
+    )
+    return (
+        select(
+            GROUND_TRUTHS.c.puid,
+            GROUND_TRUTHS.c.item,
+            GROUND_TRUTHS.c.label.label("truth"),
+            GROUND_TRUTHS.c.source.label("truth_source"),
+        )
+        .join(newest, newest.c.id == GROUND_TRUTHS.c.id)
+        .subquery()
+    )
+
+
+def _with_truths(truths: Any) -> Any:
+    """``prediction_log`` left-joined with :func:`_newest_truths` by request and image."""
+    log = PREDICTION_LOG
+    return log.outerjoin(truths, (truths.c.puid == log.c.puid) & (truths.c.item == log.c.item))
+
+
+def search(
+    engine: Engine,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    labels: Sequence[str] | None = None,
+    min_confidence: float | None = None,
+    max_confidence: float | None = None,
+    model_name: str | None = None,
+    model_versions: Sequence[str] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> LogPage:
+    """Answered images of the prediction log that match every filter given, newest first.
+
+    Each row is the logged answer (``id``, ``created_at`` in UTC, ``puid``,
+    ``item``, ``model_name``, ``model_version``, ``registered_version``,
+    ``input_kind``, ``image_sha256``, ``label``, ``confidence``,
+    ``uncertain``, ``top_k``, ``tags``) with its ground truth when one was
+    recorded (``truth`` and ``truth_source``: the newest ``ground_truths``
+    row of its ``puid`` and ``item``; None otherwise).
+
+    Args:
+        engine: An engine on the catalog (:func:`connect`).
+        start: Answers at or after this time (a naive time is UTC).
+        end: Answers before this time.
+        labels: Answers whose predicted label is one of these (None or empty: any).
+        min_confidence: Calibrated confidence at least this.
+        max_confidence: Calibrated confidence at most this.
+        model_name: Answers of this model only.
+        model_versions: Answers of these ZenML model versions (None or empty: any).
+        limit: Rows per page (1 to :data:`MAX_SEARCH_LIMIT`).
+        offset: Rows to skip (page ``n`` of size ``limit``: ``n * limit``).
+
+    Returns:
+        The page and the number of matching rows.
+
+    Raises:
+        ValueError: A limit out of range, a negative offset, or bounds the wrong way round.
+        SQLAlchemyError: The database cannot be read.
+    """
+    if not 1 <= limit <= MAX_SEARCH_LIMIT:
+        raise ValueError(f"limit {limit}: use 1 to {MAX_SEARCH_LIMIT}")
+    if offset < 0:
+        raise ValueError(f"offset {offset}: use 0 or more")
+    if start is not None and end is not None and _as_utc(end) < _as_utc(start):
+        raise ValueError(f"the range ends ({end}) before it starts ({start})")
+    if (
+        min_confidence is not None
+        and max_confidence is not None
+        and max_confidence < min_confidence
+    ):
+        raise ValueError(f"confidence from {min_confidence} to {max_confidence}: swap them")
+    log = PREDICTION_LOG
+    conditions = []
+    if start is not None:
+        conditions.append(log.c.created_at >= _as_utc(start))
+    if end is not None:
+        conditions.append(log.c.created_at < _as_utc(end))
+    if labels:
+        conditions.append(log.c.label.in_(list(labels)))
+    if min_confidence is not None:
+        conditions.append(log.c.confidence >= float(min_confidence))
+    if max_confidence is not None:
+        conditions.append(log.c.confidence <= float(max_confidence))
+    if model_name:
+        conditions.append(log.c.model_name == model_name)
+    if model_versions:
+        conditions.append(log.c.model_version.in_([str(v) for v in model_versions]))
+    truths = _newest_truths()
+    columns = [
+        log.c.id,
+        log.c.created_at,
+        log.c.puid,
+        log.c.item,
+        log.c.model_name,
+        log.c.model_version,
+        log.c.registered_version,
+        log.c.input_kind,
+        log.c.image_sha256,
+        log.c.label,
+        log.c.confidence,
+        log.c.uncertain,
+        log.c.top_k,
+        log.c.tags,
+        truths.c.truth,
+        truths.c.truth_source,
+    ]
+    query = (
+        select(*columns)
+        .select_from(_with_truths(truths))
+        .where(*conditions)
+        .order_by(log.c.created_at.desc(), log.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    count = select(func.count()).select_from(log).where(*conditions)
+    with engine.connect() as connection:
+        total = int(connection.execute(count).scalar_one())
+        rows = [dict(row._mapping) for row in connection.execute(query)]
+    for row in rows:
+        row["created_at"] = _as_utc(row["created_at"])
+    return LogPage(rows=rows, total=total)
+
+
+def daily_accuracy(
+    engine: Engine,
+    *,
+    model_name: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Production accuracy per model version and UTC day, on the answers with a ground truth.
+
+    An answer counts on the day it was given, with its newest ground truth
+    (feedback or review), as :func:`search` shows it.
+
+    Args:
+        engine: An engine on the catalog (:func:`connect`).
+        model_name: Answers of this model only.
+        start: Answers at or after this time (a naive time is UTC).
+        end: Answers before this time.
+
+    Returns:
+        One dict per version and day with a labelled answer, oldest day first:
+        ``model_name``, ``model_version``, ``day`` (``YYYY-MM-DD``),
+        ``labelled``, ``correct`` and ``accuracy`` (``correct / labelled``).
+
+    Raises:
+        SQLAlchemyError: The database cannot be read.
+    """
+    log = PREDICTION_LOG
+    truths = _newest_truths()
+    conditions = [truths.c.truth.is_not(None)]
+    if model_name:
+        conditions.append(log.c.model_name == model_name)
+    if start is not None:
+        conditions.append(log.c.created_at >= _as_utc(start))
+    if end is not None:
+        conditions.append(log.c.created_at < _as_utc(end))
+    query = (
+        select(log.c.model_name, log.c.model_version, log.c.created_at, log.c.label, truths.c.truth)
+        .select_from(_with_truths(truths))
+        .where(*conditions)
+    )
+    # Days are counted here, in UTC, rather than by each database's date functions.
+    counts: dict[tuple[str, str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
+    with engine.connect() as connection:
+        for row in connection.execute(query):
+            day = _as_utc(row.created_at).date().isoformat()
+            tally = counts[(day, row.model_name, row.model_version)]
+            tally[0] += 1
+            tally[1] += int(row.truth == row.label)
+    return [
+        {
+            "model_name": name,
+            "model_version": version,
+            "day": day,
+            "labelled": labelled,
+            "correct": correct,
+            "accuracy": correct / labelled,
+        }
+        for (day, name, version), (labelled, correct) in sorted(counts.items())
+    ]
+
+
+def search_choices(engine: Engine) -> dict[str, list[str]]:
+    """What :func:`search` can filter on: ``labels`` and ``model_versions`` in the log, sorted.
+
+    Raises:
+        SQLAlchemyError: The database cannot be read.
+    """
+    log = PREDICTION_LOG
+    with engine.connect() as connection:
+        labels = connection.execute(select(log.c.label).distinct()).scalars().all()
+        versions = connection.execute(select(log.c.model_version).distinct()).scalars().all()
+    return {
+        "labels": sorted(labels),
+        "model_versions": sorted(versions, key=lambda v: (not v.isdigit(), v.zfill(12))),
+    }
 
 
 #: Nice value of the writer thread: on a busy machine the threads that answer get the CPU first.

@@ -11,7 +11,12 @@ default, any SQLAlchemy URL; their schema is migrated by
   answered, who asked and when;
 * ``reviews``: who confirmed or corrected which prediction, with what label
   and when; reviewed images form the labelled production set that the next
-  ingestion merges with the reference data (provenance ``review``);
+  ingestion merges with the reference data (provenance ``review``). A
+  verdict on a prediction the endpoint made (the queue entry keeps the
+  answer's request id ``puid`` and image index ``item``) is also that
+  answer's ground truth: a ``ground_truths`` row with source ``review`` and
+  the reviewer as ``recorded_by`` (:mod:`clearsight.prediction_log`), written
+  in the review's transaction;
 * ``audit_log``: every review and admin action (deploy, promote, rollback)
   with who did it, when, and whether it worked.
 
@@ -61,6 +66,8 @@ from clearsight.dataset import (
 from clearsight.errors import CatalogError, ClearsightError
 from clearsight.images import DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
 from clearsight.migrations import upgrade_database
+from clearsight.prediction_log import GROUND_TRUTHS
+from clearsight.prediction_log import REVIEW as REVIEW_SOURCE
 from clearsight.storage import ContentStore
 
 PENDING = "pending"
@@ -104,6 +111,8 @@ PREDICTIONS = Table(
     Column("requested_by", String(255), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("status", String(16), nullable=False, default=PENDING, index=True),
+    Column("puid", String(128), nullable=True, index=True),  # the endpoint's request id
+    Column("item", Integer, nullable=True),  # the image's index in that request
 )
 
 REVIEWS = Table(
@@ -216,12 +225,16 @@ class ReviewStore:
         flagged: bool = False,
         filename: str = "",
         model: dict[str, Any] | None = None,
+        puid: str | None = None,
+        item: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> int:
         """Store the image by content and queue its prediction for review.
 
         A pending entry for the same image and model version is reused (and
-        marked flagged when asked), so uploading an image twice queues it once.
+        marked flagged when asked), so uploading an image twice queues it once;
+        it keeps the request id it was queued with (or takes this one if it
+        had none).
 
         Args:
             data: The image bytes the endpoint answered for.
@@ -234,6 +247,9 @@ class ReviewStore:
             filename: The uploaded file's name, for the reviewer.
             model: The answering model (``model_name``, ``model_version``,
                 ``registered_version``, ``mlflow_run_id``).
+            puid: The endpoint's request id of the answer (its ``meta.puid``);
+                with ``item``, the verdict becomes that answer's ground truth.
+            item: The image's index in that request.
             max_pixels: Decompression-bomb guard for the stored image.
 
         Returns:
@@ -252,7 +268,7 @@ class ReviewStore:
             store.put(uri, data)
         with self.engine.begin() as connection:
             existing = connection.execute(
-                select(PREDICTIONS.c.id, PREDICTIONS.c.flagged).where(
+                select(PREDICTIONS.c.id, PREDICTIONS.c.flagged, PREDICTIONS.c.puid).where(
                     PREDICTIONS.c.sha256 == info.sha256,
                     PREDICTIONS.c.model_version == version,
                     PREDICTIONS.c.status == PENDING,
@@ -260,11 +276,14 @@ class ReviewStore:
                 )
             ).first()
             if existing is not None:
+                changes: dict[str, Any] = {}
                 if flagged and not existing.flagged:
+                    changes["flagged"] = True
+                if existing.puid is None and puid is not None and item is not None:
+                    changes.update(puid=puid, item=item)
+                if changes:
                     connection.execute(
-                        update(PREDICTIONS)
-                        .where(PREDICTIONS.c.id == existing.id)
-                        .values(flagged=True)
+                        update(PREDICTIONS).where(PREDICTIONS.c.id == existing.id).values(**changes)
                     )
                 return int(existing.id)
             return int(
@@ -290,6 +309,8 @@ class ReviewStore:
                         requested_by=requested_by,
                         created_at=datetime.now(UTC),
                         status=PENDING,
+                        puid=puid if item is not None else None,
+                        item=item if puid is not None else None,
                     )
                 ).inserted_primary_key[0]
             )
@@ -426,6 +447,12 @@ class ReviewStore:
     ) -> dict[str, Any]:
         """Confirm or correct a queued prediction, or reject the image.
 
+        A confirmed or corrected entry that came from the endpoint (it has a
+        ``puid`` and ``item``) also gets a ``ground_truths`` row: the true
+        label of that answer, source ``review``, ``recorded_by`` the reviewer,
+        in the same transaction as the review. A rejected image has no true
+        label, so nothing is recorded there.
+
         Args:
             prediction_id: The queue entry.
             reviewer: Who reviewed it.
@@ -436,7 +463,8 @@ class ReviewStore:
             role: The reviewer's role (``reviewer`` or ``admin``), for the audit log.
 
         Returns:
-            The review row.
+            The review row, plus ``ground_truth``: the recorded truth
+            (``puid``, ``item``, ``label``) or None.
 
         Raises:
             ReviewError: Unknown entry, already reviewed, or a label outside
@@ -482,6 +510,14 @@ class ReviewStore:
                 "note": note,
             }
             review_id = connection.execute(insert(REVIEWS).values(**values)).inserted_primary_key[0]
+            truth = None
+            if label is not None and row.puid is not None and row.item is not None:
+                truth = {"puid": row.puid, "item": int(row.item), "label": label}
+                connection.execute(
+                    insert(GROUND_TRUTHS).values(
+                        **truth, source=REVIEW_SOURCE, created_at=now, recorded_by=reviewer
+                    )
+                )
             connection.execute(
                 insert(AUDIT_LOG).values(
                     at=now,
@@ -493,7 +529,7 @@ class ReviewStore:
                     details={"label": label, "predicted": row.label, "note": note},
                 )
             )
-        return {"id": int(review_id), **values}
+        return {"id": int(review_id), **values, "ground_truth": truth}
 
     def reviews(self, limit: int = 500) -> list[dict[str, Any]]:
         """Every review, newest first."""

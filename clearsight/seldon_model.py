@@ -42,6 +42,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from clearsight.decode import InvalidImageError, decode_batch
 from clearsight.errors import CatalogError
+from clearsight.features import EmbeddingProjection, pixel_features
 from clearsight.prediction_log import (
     DEFAULT_FLUSH_INTERVAL,
     QUEUE_FULL,
@@ -53,6 +54,7 @@ from clearsight.prediction_log import (
 )
 from clearsight.serving import (
     MODEL_FILE,
+    MONITORING_FILE,
     BadRequestError,
     ServingConfig,
     check_puid,
@@ -240,6 +242,7 @@ class ImageClassifier:
         self.config = ServingConfig.load(self.model_dir)
         self.model = None
         self.infer = None
+        self.projection: EmbeddingProjection | None = None
         self.model_error_handler = _error_blueprint(self.config.max_request_bytes)
         self.prediction_log = self._open_prediction_log()
         _grpc_errors_as_status_codes()
@@ -262,10 +265,17 @@ class ImageClassifier:
         def hashes(data: bytes) -> tuple[str, str | None]:
             return image_hashes(data, max_pixels=config.max_pixels, options=config.decode_options)
 
+        def features(data: bytes) -> dict[str, float]:
+            return pixel_features(data, config.decode_options)
+
         return PredictionLog(
             None,  # resolve_catalog_url() in the writer: a failure is logged there, once
             retention_days=retention_days,
             hashes=hashes,
+            pixel_features=features,
+            images_uri=config.images_uri,
+            keep_images=config.keep_images,
+            keep_images_sample_share=config.keep_images_sample_share,
             on_dropped=count_log_drops,
         )
 
@@ -282,8 +292,20 @@ class ImageClassifier:
     def _load(self) -> None:
         import tensorflow as tf
 
+        from clearsight.models import EMBEDDING_LAYER
+
         model = tf.keras.models.load_model(self.model_dir / MODEL_FILE, compile=False)
         size = self.config.image_size
+        served = model
+        self.projection = self._embedding_projection()
+        if self.projection is not None:
+            try:  # one forward pass gives the answer and the embedding the log projects
+                served = tf.keras.Model(
+                    model.inputs, [model.output, model.get_layer(EMBEDDING_LAYER).output]
+                )
+            except ValueError as error:  # no such layer: log pixel features only
+                logger.error("The prediction log cannot project embeddings: %s", error)
+                self.projection = None
 
         # A traced graph answers in ~1 ms where Keras 3's eager call takes ~6 ms.
         @tf.function(
@@ -292,11 +314,32 @@ class ImageClassifier:
             reduce_retracing=True,
         )
         def infer(batch: tf.Tensor) -> tf.Tensor:
-            return model(batch, training=False)
+            return served(batch, training=False)
 
         infer(tf.zeros((1, size, size, 3)))  # trace once, before the first request
         self.infer = infer
         self.model = model  # last: predict_raw loads while it is None
+
+    def _embedding_projection(self) -> EmbeddingProjection | None:
+        """The served version's embedding projection, when the log needs one and it is there."""
+        path = self.model_dir / MONITORING_FILE
+        if self.prediction_log is None or not path.exists():
+            if self.prediction_log is not None:
+                logger.info(
+                    "No %s beside the model: the prediction log records pixel features "
+                    "only (promote the version again to save its projection).",
+                    MONITORING_FILE,
+                )
+            return None
+        try:
+            return EmbeddingProjection.model_validate_json(path.read_text())
+        except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+            logger.error(
+                "%s is unreadable (%s): the prediction log records pixel features only.",
+                path,
+                error,
+            )
+            return None
 
     def predict_raw(self, request: Any) -> Any:
         """Answer one Seldon v1 request, REST or gRPC.
@@ -336,7 +379,11 @@ class ImageClassifier:
             raise SeldonMicroserviceException(
                 str(error), status_code=400, reason="BAD_REQUEST"
             ) from None
-        probabilities = self.infer(np.asarray(batch, dtype=np.float32)).numpy()
+        outputs = self.infer(np.asarray(batch, dtype=np.float32))
+        embeddings = None
+        if self.projection is not None:
+            outputs, embeddings = outputs
+        probabilities = outputs.numpy()
         answers = shape_answers(probabilities, self.config)
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics: list[dict[str, Any]] = [
@@ -367,7 +414,9 @@ class ImageClassifier:
             )
             if answer["uncertain"]:
                 metrics.append({"type": "COUNTER", "key": "clearsight_uncertain_total", "value": 1})
-        if self.prediction_log is not None and not self._log(puid, answers, kind, payload, tags):
+        if self.prediction_log is not None and not self._log(
+            puid, answers, kind, payload, tags, embeddings
+        ):
             metrics.append(
                 {
                     "type": "COUNTER",
@@ -394,9 +443,13 @@ class ImageClassifier:
         kind: str,
         payload: Any,
         tags: dict[str, Any] | None,
+        embeddings: Any = None,
     ) -> bool:
         """Queue the answered request for the prediction log (microseconds; never raises)."""
         try:
+            features = None
+            if embeddings is not None and kind == "images":
+                features = self.projection.project_rows(embeddings.numpy())
             return self.prediction_log.log(
                 LoggedRequest(
                     at=datetime.now(UTC),
@@ -407,6 +460,7 @@ class ImageClassifier:
                     answers=answers,
                     images=payload if kind == "images" else None,
                     tags=tags,
+                    features=features,
                 )
             )
         except Exception:  # noqa: BLE001 - the log must never fail an answer

@@ -35,6 +35,9 @@ from clearsight.decode import DEFAULT_MAX_PIXELS, DecodeOptions
 
 SERVING_FILE = "serving.json"
 MODEL_FILE = "model.keras"
+#: The embedding projection (:class:`clearsight.features.EmbeddingProjection`) as JSON,
+#: when the served version has one: the prediction log then records ``embedding_i``.
+MONITORING_FILE = "monitoring.json"
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024  # a full batch of photos in base64 fits
 #: Longest request id (``meta.puid``) accepted from a client (Seldon's are 36-character UUIDs).
 MAX_PUID_LENGTH = 128
@@ -76,6 +79,12 @@ class ServingConfig:
     prediction_log: bool = True
     # Days of prediction_log rows kept (0: forever); CLEARSIGHT_PREDICTION_LOG_RETENTION_DAYS.
     prediction_log_retention_days: int = 90
+    # Whose bytes the log keeps (content-addressed under images_uri): never, uncertain or all;
+    # plus this share of the other answered images, drawn at random.
+    keep_images: str = "uncertain"
+    keep_images_sample_share: float = 0.0
+    # Where kept images go (the deploy step sets <artifact store>/prediction-log); "": nowhere.
+    images_uri: str = ""
 
     @property
     def decode_options(self) -> DecodeOptions:

@@ -7,10 +7,11 @@ from zenml.client import Client
 
 from clearsight.names import ArtifactName, PipelineName
 from clearsight.serving import DEFAULT_MAX_REQUEST_BYTES
+from steps.alert_hooks import alert_on_failure
 from steps.deployment import deploy_champion, smoke_test
 
 
-@pipeline(name=PipelineName.DEPLOY)
+@pipeline(name=PipelineName.DEPLOY, on_failure=alert_on_failure)
 def deployment_pipeline(
     model_name: str,
     workers: int | None = None,
@@ -20,6 +21,8 @@ def deployment_pipeline(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     prediction_log: bool = True,
     prediction_log_retention_days: int = 90,
+    keep_images: str = "uncertain",
+    keep_images_sample_share: float = 0.0,
 ) -> None:
     """Deploy the model the MLflow alias ``champion`` names, and smoke-test it.
 
@@ -33,6 +36,8 @@ def deployment_pipeline(
         max_request_bytes: Largest accepted request body (larger: 413).
         prediction_log: Record every answered image in the catalog's prediction log.
         prediction_log_retention_days: Days of prediction log kept (0: forever).
+        keep_images: Whose bytes the log keeps: never, uncertain or all.
+        keep_images_sample_share: Share of the other answered images kept too.
     """
     deployment = deploy_champion(
         model_name=model_name,
@@ -43,5 +48,7 @@ def deployment_pipeline(
         max_request_bytes=max_request_bytes,
         prediction_log=prediction_log,
         prediction_log_retention_days=prediction_log_retention_days,
+        keep_images=keep_images,
+        keep_images_sample_share=keep_images_sample_share,
     )
     smoke_test(deployment=deployment, dataset=Client().get_artifact_version(ArtifactName.DATASET))

@@ -7,10 +7,11 @@ from typing import Any
 from zenml import pipeline
 
 from clearsight.names import PipelineName
+from steps.alert_hooks import alert_on_failure
 from steps.etl import catalog_ingestion, scan_images, store_images
 
 
-@pipeline(name=PipelineName.INGEST)
+@pipeline(name=PipelineName.INGEST, on_failure=alert_on_failure)
 def ingest_pipeline(
     data_dir: str,
     catalog_url: str | None = None,

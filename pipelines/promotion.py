@@ -8,11 +8,12 @@ from zenml.integrations.evidently.steps import evidently_report_step, evidently_
 from clearsight.features import DEFAULT_EMBEDDING_COMPONENTS
 from clearsight.gate import PromotionRules
 from clearsight.names import ArtifactName, PipelineName
+from steps.alert_hooks import alert_on_failure
 from steps.promotion import apply_decision, featurize, promotion_gate, score_champion
 from steps.promotion import evidently_config as ev
 
 
-@pipeline(name=PipelineName.PROMOTE)
+@pipeline(name=PipelineName.PROMOTE, on_failure=alert_on_failure)
 def promotion_pipeline(
     model_name: str,
     challenger_version: int,
@@ -44,7 +45,8 @@ def promotion_pipeline(
     dataset = challenger.get_artifact(ArtifactName.DATASET)
     mapping = ev.column_mapping(embedding_components)
 
-    reference, current, drift = featurize(
+    # Linked to the judged version: monitoring reads its reference and projection there.
+    reference, current, drift, _ = featurize.with_options(model=challenger)(
         model=challenger.get_artifact(ArtifactName.MODEL),
         dataset=dataset,
         current_data_dir=current_data_dir,

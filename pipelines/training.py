@@ -7,6 +7,7 @@ from zenml.client import Client
 
 from clearsight.config import LabelReviewParameters, TrainingParameters
 from clearsight.names import ArtifactName, PipelineName
+from steps.alert_hooks import alert_on_failure
 from steps.training import (
     calibrate_model,
     evaluate_model,
@@ -18,7 +19,7 @@ from steps.training import (
 )
 
 
-@pipeline(name=PipelineName.TRAIN)
+@pipeline(name=PipelineName.TRAIN, on_failure=alert_on_failure)
 def training_pipeline(
     hyperparameters: TrainingParameters | None = None,
     dataset_version: str | None = None,

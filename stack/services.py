@@ -7,13 +7,18 @@ Usage::
     python -m stack.services status
     python -m stack.services stop
     python -m stack.services env              # the environment the stack reads
+    python -m stack.services alertmanager-config   # the rendered Alertmanager config
 
 The servers are the real ones: moto's S3 server (no MinIO binary can be
 installed here; docker-compose ships MinIO), ``mlflow server`` with a SQLite
 backend and its artifacts proxied to a bucket on that S3 endpoint, the ZenML
-server (``zenml login --local``) and Airflow 3.3 (``airflow standalone`` from
-its own virtualenv). Each writes its PID and log under the state folder
-(``.state/services`` by default, ``CLEARSIGHT_SERVICES_DIR`` to move it).
+server (``zenml login --local``), Airflow 3.3 (``airflow standalone`` from
+its own virtualenv), Prometheus' Alertmanager (the shipped
+``stack/alertmanager/alertmanager.yml`` rendered with the alert settings:
+SMTP relay, recipients, webhook) and the Pushgateway (the monitor pipeline
+pushes its figures there; Prometheus scrapes them). Each writes its PID and log
+under the state folder (``.state/services`` by default,
+``CLEARSIGHT_SERVICES_DIR`` to move it).
 
 Endpoints come from the same environment variables the production stack is
 registered from (see :mod:`stack.settings`); the credentials are generated
@@ -34,6 +39,7 @@ import http.client
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,6 +55,12 @@ from stack.settings import ProductionSettings, load_settings, private_dir, write
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+#: The shipped Alertmanager configuration, rendered by :func:`render_alertmanager_config`.
+ALERTMANAGER_TEMPLATE = PROJECT_ROOT / "stack" / "alertmanager" / "alertmanager.yml"
+#: Executable names: Debian's packages (prometheus-alertmanager, prometheus-pushgateway),
+#: then the upstream release archives' names.
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+PUSHGATEWAY_BINARIES = ("prometheus-pushgateway", "pushgateway")
 
 
 class ServiceError(RuntimeError):
@@ -122,8 +134,84 @@ SERVICES: dict[str, Service] = {
         240,
         _airflow_healthy,
     ),
+    "alertmanager": Service(
+        "alertmanager", "Prometheus Alertmanager", lambda s: s.alertmanager_url, "/-/healthy", 30
+    ),
+    "pushgateway": Service(
+        "pushgateway", "Prometheus Pushgateway", lambda s: s.pushgateway_url, "/-/healthy", 30
+    ),
 }
-ORDER = ("s3", "mlflow", "zenml", "airflow")
+ORDER = ("s3", "mlflow", "zenml", "airflow", "alertmanager", "pushgateway")
+#: Width of the name column in what start, stop and status print.
+NAME_WIDTH = max(len(name) for name in ORDER)
+
+
+def render_alertmanager_config(
+    settings: ProductionSettings, template: Path = ALERTMANAGER_TEMPLATE
+) -> str:
+    """The shipped Alertmanager configuration with the alert settings filled in.
+
+    Sets ``global.smtp_*`` from ``CLEARSIGHT_ALERT_SMTP``, ``..._EMAIL_FROM``,
+    ``..._SMTP_REQUIRE_TLS``, ``..._SMTP_USERNAME`` / ``..._PASSWORD``; the
+    receiver's e-mail ``to`` from ``CLEARSIGHT_ALERT_EMAIL_TO`` (no recipient:
+    no ``email_configs``) and its webhook from ``CLEARSIGHT_ALERT_WEBHOOK_URL``
+    (unset: no ``webhook_configs``). Every other line of the template (routes,
+    grouping, the e-mail subject) is kept as shipped.
+
+    Args:
+        settings: The production settings (:func:`stack.settings.load_settings`).
+        template: The configuration to start from.
+
+    Returns:
+        The YAML text to give Alertmanager's ``--config.file``; it can hold the
+        SMTP password, so write it with :func:`stack.settings.write_private`.
+
+    Raises:
+        ValueError: The template has no receiver with ``email_configs`` and
+            ``webhook_configs`` to fill in.
+    """
+    import yaml
+
+    config = yaml.safe_load(template.read_text())
+    smtp = config.setdefault("global", {})
+    smtp["smtp_smarthost"] = settings.alert_smtp
+    smtp["smtp_from"] = settings.alert_email_from
+    smtp["smtp_require_tls"] = settings.alert_smtp_require_tls
+    if settings.alert_smtp_username:
+        smtp["smtp_auth_username"] = settings.alert_smtp_username
+        smtp["smtp_auth_password"] = settings.alert_smtp_password
+    receivers = [
+        r for r in config.get("receivers", []) if "email_configs" in r and "webhook_configs" in r
+    ]
+    if not receivers:
+        raise ValueError(f"{template}: no receiver with email_configs and webhook_configs")
+    for receiver in receivers:
+        if settings.alert_email_to:
+            for email in receiver["email_configs"]:
+                email["to"] = ", ".join(settings.alert_email_to)
+        else:
+            del receiver["email_configs"]
+        if settings.alert_webhook_url:
+            for webhook in receiver["webhook_configs"]:
+                webhook["url"] = settings.alert_webhook_url
+        else:
+            del receiver["webhook_configs"]
+    header = (
+        f"# Rendered from {template} by python -m stack.services with the CLEARSIGHT_ALERT_*\n"
+        "# settings (stack/settings.py). Edit those, not this file: it is rewritten on start.\n"
+    )
+    return header + yaml.safe_dump(config, sort_keys=False, width=1000)
+
+
+def _executable(names: tuple[str, ...], what: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise ServiceError(
+        f"{what} is not installed (none of {', '.join(names)} is on PATH). Fix: make alerting "
+        "(installs Debian's prometheus-alertmanager and prometheus-pushgateway)"
+    )
 
 
 def _port(url: str) -> int:
@@ -214,7 +302,9 @@ class Services:
             service = SERVICES[name]
             url = service.url(self.settings)
             if self.is_healthy(name):
-                print(f"  {name:8} already running   {url}")
+                if name == "alertmanager":
+                    self._reload_alertmanager()
+                print(f"  {name:{NAME_WIDTH}} already running   {url}")
                 continue
             started = time.perf_counter()
             if name == "zenml":
@@ -228,7 +318,7 @@ class Services:
             self._wait_healthy(name)
             if name == "s3":
                 self._create_buckets()
-            print(f"  {name:8} started in {time.perf_counter() - started:4.1f} s  {url}")
+            print(f"  {name:{NAME_WIDTH}} started in {time.perf_counter() - started:4.1f} s  {url}")
 
     def _command(self, name: str) -> tuple[list[str], dict[str, str]]:
         s = self.settings
@@ -276,7 +366,63 @@ class Services:
                 json.dumps({s.airflow_user: s.airflow_password}),
             )
             return [str(airflow), "standalone"], env
+        if name == "alertmanager":
+            binary = _executable(ALERTMANAGER_BINARIES, "Prometheus Alertmanager")
+            folder = private_dir(self.state / "alertmanager")
+            config = self._write_alertmanager_config()
+            return [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={private_dir(folder / 'data')}",
+                f"--web.listen-address=127.0.0.1:{_port(s.alertmanager_url)}",
+                f"--web.external-url={s.alertmanager_url}",
+                # One Alertmanager, no cluster: no gossip port (it would take 9094).
+                "--cluster.listen-address=",
+            ], env
+        if name == "pushgateway":
+            binary = _executable(PUSHGATEWAY_BINARIES, "Prometheus Pushgateway")
+            folder = private_dir(self.state / "pushgateway")
+            return [
+                binary,
+                f"--web.listen-address=127.0.0.1:{_port(s.pushgateway_url)}",
+                # The monitor's last pushed figures (and its last-run time, which the
+                # "no monitor run for too long" rule reads) survive a restart.
+                f"--persistence.file={folder / 'metrics.store'}",
+                "--persistence.interval=1m",
+            ], env
         raise ValueError(name)
+
+    def alertmanager_config_file(self) -> Path:
+        """Where the rendered Alertmanager configuration is written (mode 0600)."""
+        return self.state / "alertmanager" / "alertmanager.yml"
+
+    def _write_alertmanager_config(self) -> Path:
+        path = self.alertmanager_config_file()
+        private_dir(path.parent)
+        write_private(path, render_alertmanager_config(self.settings, ALERTMANAGER_TEMPLATE))
+        return path
+
+    def _reload_alertmanager(self) -> None:
+        """Apply changed alert settings to our running Alertmanager (``POST /-/reload``)."""
+        if self._pid("alertmanager") is None:
+            return  # not ours: leave its configuration alone
+        self._write_alertmanager_config()
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            self.settings.alertmanager_url.rstrip("/") + "/-/reload", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+                pass
+        except urllib.error.HTTPError as error:
+            raise ServiceError(
+                f"Alertmanager refused the re-rendered {self.alertmanager_config_file()}: "
+                f"{error.read().decode(errors='replace')[:500]}"
+            ) from None
+        except (urllib.error.URLError, OSError) as error:
+            raise ServiceError(
+                f"Alertmanager at {self.settings.alertmanager_url} did not take the reload: "
+                f"{error}. Restart it: python -m stack.services stop alertmanager, then start"
+            ) from None
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         fd = os.open(self.log_file(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -370,7 +516,7 @@ class Services:
             if name == "zenml":
                 if self.is_healthy("zenml"):
                     self._stop_zenml()
-                    print(f"  {name:8} stopped")
+                    print(f"  {name:{NAME_WIDTH}} stopped")
                 continue
             pid = self._pid(name)
             if pid is None:
@@ -378,7 +524,7 @@ class Services:
                 continue
             _terminate_group(pid)
             self._pid_file(name).unlink(missing_ok=True)
-            print(f"  {name:8} stopped")
+            print(f"  {name:{NAME_WIDTH}} stopped")
 
     def status(self) -> dict[str, bool]:
         """Health of every service."""
@@ -406,6 +552,9 @@ def _terminate_group(pid: int, grace: float = 20.0) -> None:
         os.killpg(group, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        # A server started by this process (tests) stays a zombie in its group until reaped.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(group, 0)
         except ProcessLookupError:
@@ -434,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("action", choices=("start", "stop", "status", "env"))
+    parser.add_argument("action", choices=("start", "stop", "status", "env", "alertmanager-config"))
     parser.add_argument("names", nargs="*", help=f"some of: {' '.join(ORDER)} (default: all)")
     args = parser.parse_args(argv)
     services = Services()
@@ -448,8 +597,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "status":
             for name, healthy in services.status().items():
                 state = "healthy" if healthy else "down"
-                print(f"  {name:8} {state:8} {SERVICES[name].url(services.settings)}")
+                url = SERVICES[name].url(services.settings)
+                print(f"  {name:{NAME_WIDTH}} {state:8} {url}")
             return 0 if all(services.status()[n] for n in names) else 1
+        elif args.action == "alertmanager-config":
+            print(render_alertmanager_config(services.settings), end="")
         else:
             for key, value in services.settings.environment().items():
                 print(f"export {key}={shlex.quote(value)}")
@@ -467,6 +619,14 @@ def _print_urls(services: Services) -> None:
         f"MLflow UI       {s.mlflow_uri}\n"
         f"ZenML dashboard {s.zenml_url}\n"
         f"S3 endpoint     {s.s3_endpoint}  buckets {s.artifact_bucket}, {s.mlflow_bucket}\n"
+        f"Alertmanager    {s.alertmanager_url}  e-mail: "
+        + (
+            f"{', '.join(s.alert_email_to)} via {s.alert_smtp}"
+            if s.alert_email_to
+            else "none (set CLEARSIGHT_ALERT_EMAIL_TO and CLEARSIGHT_ALERT_SMTP)"
+        )
+        + f", webhook: {s.alert_webhook_url or 'none (CLEARSIGHT_ALERT_WEBHOOK_URL)'}\n"
+        f"Pushgateway     {s.pushgateway_url}\n"
         "Next: python -m stack.register production   (make services runs it)\n"
         "      zenml stack set production && python run.py"
     )

@@ -38,6 +38,26 @@ Everything comes from environment variables, with defaults that match
 ``CLEARSIGHT_CONTAINER_REGISTRY``  registry URI the built step image is
                                  pushed to (required with
                                  ``kubernetes_pod``)
+``CLEARSIGHT_ALERTMANAGER_URL``  ``http://127.0.0.1:9093`` (Prometheus
+                                 Alertmanager's default port; the
+                                 pipelines' failure hook posts here)
+``CLEARSIGHT_PUSHGATEWAY_URL``   ``http://127.0.0.1:9091`` (Pushgateway's
+                                 default port; the monitor pushes here)
+``CLEARSIGHT_ALERT_SMTP``        ``127.0.0.1:25``: the mail relay
+                                 (``host:port``) Alertmanager sends
+                                 through
+``CLEARSIGHT_ALERT_EMAIL_TO``    who gets the alert e-mails (commas for
+                                 several; unset: no e-mail, alerts stay
+                                 in Alertmanager and the webhook)
+``CLEARSIGHT_ALERT_EMAIL_FROM``  ``clearsight-alerts@localhost``
+``CLEARSIGHT_ALERT_SMTP_USERNAME``  SMTP login (optional; with
+``CLEARSIGHT_ALERT_SMTP_PASSWORD``  ``_PASSWORD``, read from the
+                                 environment only)
+``CLEARSIGHT_ALERT_SMTP_REQUIRE_TLS``  ``true``/``false``; default ``false``
+                                 for a loopback relay, else ``true``
+                                 (STARTTLS, Alertmanager's own default)
+``CLEARSIGHT_ALERT_WEBHOOK_URL``  also POST every alert there as
+                                 Alertmanager's webhook JSON (optional)
 ===============================  ========================================
 
 Secrets never go into the repository: they are read from the environment or
@@ -49,7 +69,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +153,15 @@ class ProductionSettings:
     seldon_secret: str | None = None
     airflow_operator: str = "bash"
     container_registry: str = ""
+    alertmanager_url: str = "http://127.0.0.1:9093"
+    pushgateway_url: str = "http://127.0.0.1:9091"
+    alert_smtp: str = "127.0.0.1:25"
+    alert_email_to: tuple[str, ...] = ()
+    alert_email_from: str = "clearsight-alerts@localhost"
+    alert_smtp_username: str = ""
+    alert_smtp_password: str = field(default="", repr=False)
+    alert_smtp_require_tls: bool = False
+    alert_webhook_url: str = ""
 
     @property
     def airflow_dags(self) -> Path:
@@ -182,6 +211,9 @@ class ProductionSettings:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_log_port),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.airflow_log_port + 1),
             "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME": "86400",
+            # The steps (BashOperators inherit this environment) post their failure alerts here.
+            "CLEARSIGHT_ALERTMANAGER_URL": self.alertmanager_url,
+            "CLEARSIGHT_PUSHGATEWAY_URL": self.pushgateway_url,
         }
 
     def environment(self) -> dict[str, str]:
@@ -191,6 +223,8 @@ class ProductionSettings:
             "CLEARSIGHT_MLFLOW_URI": self.mlflow_uri,
             "CLEARSIGHT_ZENML_URL": self.zenml_url,
             "CLEARSIGHT_AIRFLOW_URL": self.airflow_url,
+            "CLEARSIGHT_ALERTMANAGER_URL": self.alertmanager_url,
+            "CLEARSIGHT_PUSHGATEWAY_URL": self.pushgateway_url,
             **self.s3_environment(),
         }
 
@@ -202,6 +236,7 @@ def load_settings() -> ProductionSettings:
     services_dir = Path(env("CLEARSIGHT_SERVICES_DIR") or state / "services").resolve()
     credentials_file = services_dir / "credentials.env"
     creds = _credentials(credentials_file)
+    smtp = (env("CLEARSIGHT_ALERT_SMTP") or "127.0.0.1:25").strip()
     return ProductionSettings(
         s3_endpoint=env("CLEARSIGHT_S3_ENDPOINT") or "http://127.0.0.1:9000",
         mlflow_uri=env("CLEARSIGHT_MLFLOW_URI") or "http://127.0.0.1:5000",
@@ -228,4 +263,41 @@ def load_settings() -> ProductionSettings:
         seldon_secret=env("CLEARSIGHT_SELDON_SECRET") or None,
         airflow_operator=(env("CLEARSIGHT_AIRFLOW_OPERATOR") or "bash").strip().lower(),
         container_registry=env("CLEARSIGHT_CONTAINER_REGISTRY") or "",
+        alertmanager_url=env("CLEARSIGHT_ALERTMANAGER_URL") or "http://127.0.0.1:9093",
+        pushgateway_url=env("CLEARSIGHT_PUSHGATEWAY_URL") or "http://127.0.0.1:9091",
+        alert_smtp=smtp,
+        alert_email_to=tuple(
+            a.strip() for a in (env("CLEARSIGHT_ALERT_EMAIL_TO") or "").split(",") if a.strip()
+        ),
+        alert_email_from=env("CLEARSIGHT_ALERT_EMAIL_FROM") or "clearsight-alerts@localhost",
+        alert_smtp_username=env("CLEARSIGHT_ALERT_SMTP_USERNAME") or "",
+        alert_smtp_password=env("CLEARSIGHT_ALERT_SMTP_PASSWORD") or "",
+        alert_smtp_require_tls=_flag(
+            "CLEARSIGHT_ALERT_SMTP_REQUIRE_TLS", default=not _is_loopback(smtp)
+        ),
+        alert_webhook_url=env("CLEARSIGHT_ALERT_WEBHOOK_URL") or "",
     )
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _is_loopback(host_port: str) -> bool:
+    host = host_port.rsplit(":", 1)[0] if ":" in host_port else host_port
+    return host.strip() in LOOPBACK_HOSTS
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A true/false environment variable (1/0, yes/no too).
+
+    Raises:
+        ValueError: The variable holds something else; the message names it.
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r}: use true or false")

@@ -16,7 +16,14 @@ os.environ["ZENML_REPOSITORY_PATH"] = str(TEST_STATE / "no-repository")
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ["ZENML_LOGGING_COLORS_DISABLED"] = "true"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-for variable in ("ZENML_ACTIVE_STACK_ID", "CLEARSIGHT_CATALOG_URL", "ZENML_STORE_URL"):
+# A developer's own services must not receive the tests' alerts, pushes or catalog rows.
+for variable in (
+    "ZENML_ACTIVE_STACK_ID",
+    "CLEARSIGHT_CATALOG_URL",
+    "ZENML_STORE_URL",
+    "CLEARSIGHT_ALERTMANAGER_URL",
+    "CLEARSIGHT_PUSHGATEWAY_URL",
+):
     os.environ.pop(variable, None)
 # Model servers started by tests (and their children) keep no prediction log: with no
 # catalog URL it would go to the user's .state/catalog.db. The prediction-log tests

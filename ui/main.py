@@ -1,6 +1,6 @@
 """Clearsight's review app: ``streamlit run ui/main.py`` (or ``make ui``).
 
-Sign-in first; then Predict, Review queue, Models and Runs. The app's own
+Sign-in first; then Predict, Review queue, Models, Runs and Monitoring. The app's own
 Prometheus metrics are served on a separate port (8502 by default).
 """
 
@@ -46,6 +46,7 @@ def main() -> None:
             st.Page(VIEWS / "review.py", title="Review queue", icon=":material/fact_check:"),
             st.Page(VIEWS / "models.py", title="Models", icon=":material/model_training:"),
             st.Page(VIEWS / "runs.py", title="Runs", icon=":material/timeline:"),
+            st.Page(VIEWS / "monitoring.py", title="Monitoring", icon=":material/monitor_heart:"),
         ]
     page = st.navigation(pages)
     if st.session_state.get("_last_page") != page.title:  # a view, not a widget rerun

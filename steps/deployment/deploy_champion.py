@@ -14,8 +14,14 @@ from zenml import get_step_context, step
 from zenml.client import Client
 from zenml.io import fileio
 
-from clearsight.names import CHAMPION_ALIAS
-from clearsight.serving import DEFAULT_MAX_REQUEST_BYTES, MODEL_FILE, ServingConfig
+from clearsight.names import CHAMPION_ALIAS, ArtifactName
+from clearsight.prediction_log import PREDICTION_IMAGES_FOLDER, check_keep_images
+from clearsight.serving import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    MODEL_FILE,
+    MONITORING_FILE,
+    ServingConfig,
+)
 from stack.seldon.service import LocalSeldonDeploymentConfig
 
 logger = logging.getLogger(__name__)
@@ -54,10 +60,40 @@ def _export_champion(model_name: str, target: Path, settings: dict[str, Any]) ->
         decoding=dict(metadata.get("decoding") or {}),  # none: a model from before the rules
         **settings,
     ).save(target)
+    _save_embedding_projection(model_name, version.tags.get("zenml_model_version", ""), target)
     return {
         "registered_version": str(version.version),
         "zenml_model_version": version.tags.get("zenml_model_version", ""),
     }
+
+
+def _save_embedding_projection(model_name: str, zenml_version: str, target: Path) -> None:
+    """Write the version's embedding projection beside the model, when it has one.
+
+    The promote pipeline links it to the version it judged; the server then
+    logs each answer's ``embedding_i`` features for monitoring.
+    """
+    from zenml import Model
+
+    try:
+        artifact = Model(name=model_name, version=zenml_version).get_artifact(
+            ArtifactName.EMBEDDING_PROJECTION
+        )
+        projection = artifact.load() if artifact is not None else None
+    except Exception as error:  # noqa: BLE001 - monitoring features are optional for serving
+        logger.warning("Could not read the embedding projection of %s: %s", zenml_version, error)
+        projection = None
+    if projection is None:
+        logger.warning(
+            "Model version %s has no %s (judged before monitoring existed): the prediction "
+            "log records pixel features only. To add it: python run.py promote "
+            "--model-version %s, then deploy again.",
+            zenml_version or "?",
+            ArtifactName.EMBEDDING_PROJECTION.value,
+            zenml_version or "N",
+        )
+        return
+    (target / MONITORING_FILE).write_text(projection.model_dump_json())
 
 
 def upload_model_folder(folder: Path, destination: str) -> str:
@@ -226,6 +262,8 @@ def deploy_champion(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     prediction_log: bool = True,
     prediction_log_retention_days: int = 90,
+    keep_images: str = "uncertain",
+    keep_images_sample_share: float = 0.0,
     timeout: int = 180,
     stop_timeout: int = 60,
     serving_image: str | None = None,
@@ -252,6 +290,11 @@ def deploy_champion(
             log (written to ``serving.json``; ``CLEARSIGHT_PREDICTION_LOG``
             on the server overrides it).
         prediction_log_retention_days: Days of prediction log kept (0: forever).
+        keep_images: Which answered images the log keeps the bytes of, for
+            review and retraining: ``never``, ``uncertain`` or ``all``. They
+            are patients' images: see the README's privacy note.
+        keep_images_sample_share: Share (0..1) of the other answered images
+            kept too, drawn at random.
         timeout: Seconds to wait for the new local server to become healthy.
         stop_timeout: Seconds the old local server gets to finish the requests
             in flight (graceful stop) before it is killed.
@@ -281,7 +324,11 @@ def deploy_champion(
         "max_request_bytes": max_request_bytes,
         "prediction_log": prediction_log,
         "prediction_log_retention_days": prediction_log_retention_days,
+        "keep_images": keep_images,
+        "keep_images_sample_share": keep_images_sample_share,
+        "images_uri": f"{stack.artifact_store.path.rstrip('/')}/{PREDICTION_IMAGES_FOLDER}",
     }
+    check_keep_images(keep_images, keep_images_sample_share)
     context = get_step_context()
     pipeline_name, pipeline_step_name = context.pipeline.name, context.step_run.name
     if deployer.flavor == "seldon":  # ZenML's Seldon Core deployer, on a cluster

@@ -17,6 +17,7 @@ from clearsight.features import (
     CONFIDENCE,
     DEFAULT_EMBEDDING_COMPONENTS,
     PREDICTION,
+    EmbeddingProjection,
     feature_table,
     fit_embedding_pca,
     read_all,
@@ -52,8 +53,14 @@ def featurize(
     Annotated[pd.DataFrame, ArtifactName.REFERENCE_FEATURES],
     Annotated[pd.DataFrame, ArtifactName.CURRENT_FEATURES],
     Annotated[pd.DataFrame, ArtifactName.DRIFT_FEATURES],
+    Annotated[EmbeddingProjection, ArtifactName.EMBEDDING_PROJECTION],
 ]:
     """Feature tables of the train split, the test split and the data to check for drift.
+
+    The reference table and the embedding projection are also what production
+    monitoring compares live traffic with: the promote pipeline links them to
+    the judged model version, the deployment serves the projection beside the
+    model, and the monitor reads the reference table.
 
     Args:
         model: The calibrated challenger; predictions and embeddings come from it.
@@ -64,7 +71,8 @@ def featurize(
 
     Returns:
         The reference (train), current (test) and drift tables: pixel
-        statistics, embedding components, target, prediction, confidence.
+        statistics, embedding components, target, prediction, confidence;
+        and the PCA of the train split's embeddings.
     """
     index = dataset.label_index()
     reference_records = dataset.split("train")
@@ -106,7 +114,7 @@ def featurize(
         len(current),
         len(drift),
     )
-    return reference, current, drift
+    return reference, current, drift, EmbeddingProjection.from_pca(pca)
 
 
 @step

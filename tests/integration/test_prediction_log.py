@@ -7,6 +7,7 @@ feedback over REST and gRPC.
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 
@@ -15,8 +16,17 @@ import requests
 from sqlalchemy import create_engine, select
 
 from clearsight.catalog import sqlite_url
+from clearsight.features import (
+    PIXEL_COLUMNS,
+    EmbeddingProjection,
+    fit_embedding_pca,
+    pixel_features,
+)
 from clearsight.images import inspect_image
+from clearsight.models import embedding_model
 from clearsight.prediction_log import GROUND_TRUTHS, PREDICTION_LOG
+from clearsight.preprocess import preprocess_batch
+from clearsight.serving import MONITORING_FILE
 from tests.integration.test_seldon_endpoint import (  # noqa: F401 - model_dir: a fixture
     b64,
     free_port,
@@ -29,8 +39,21 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def logging_endpoint(model_dir, tmp_path_factory):  # noqa: F811 - the imported fixture
-    folder, _ = model_dir
+def projection(model_dir, digits_dir):  # noqa: F811 - the imported fixture
+    """A reference PCA of the model's embeddings, fitted on 40 digits (as the gate does)."""
+    _, model = model_dir
+    files = sorted((digits_dir / "train").rglob("*.png"))[:40]
+    reference = preprocess_batch([f.read_bytes() for f in files], 32)
+    embeddings = embedding_model(model).predict(reference, verbose=0)
+    return EmbeddingProjection.from_pca(fit_embedding_pca(embeddings, 3))
+
+
+@pytest.fixture(scope="module")
+def logging_endpoint(model_dir, projection, tmp_path_factory):  # noqa: F811 - imported fixture
+    served, _ = model_dir
+    folder = tmp_path_factory.mktemp("served-with-projection") / "model"
+    shutil.copytree(served, folder)
+    (folder / MONITORING_FILE).write_text(projection.model_dump_json())
     catalog = sqlite_url(tmp_path_factory.mktemp("prediction-log") / "catalog.db")
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     env = {"CLEARSIGHT_PREDICTION_LOG": "on", "CLEARSIGHT_CATALOG_URL": catalog}
@@ -63,8 +86,14 @@ def post(base: str, path: str, body, **kwargs) -> requests.Response:
     return requests.post(f"{base}{path}", json=body, timeout=30, **kwargs)
 
 
-def test_every_answer_is_logged_and_feedback_becomes_ground_truth(logging_endpoint, digits_dir):
+def test_every_answer_is_logged_and_feedback_becomes_ground_truth(
+    logging_endpoint,
+    digits_dir,
+    model_dir,  # noqa: F811 - the imported fixture
+    projection,
+):
     urls, catalog = logging_endpoint
+    _, model = model_dir
     base = urls["base"]
     images = sample_images(digits_dir)[:5]
     site = {"site": "north", "device": "scanner-2"}
@@ -134,6 +163,19 @@ def test_every_answer_is_logged_and_feedback_becomes_ground_truth(logging_endpoi
         assert row["confidence"] == pytest.approx(predicted["confidence"])
         assert [t["label"] for t in row["top_k"]] == [t["label"] for t in predicted["top_k"]]
         assert row["created_at"] is not None
+        # The gate's features: pixel statistics, and the embedding through the saved PCA.
+        embedding = embedding_model(model).predict(preprocess_batch([image], 32), verbose=0)
+        expected_features = {
+            **pixel_features(image),
+            **projection.project_rows(embedding)[0],
+        }
+        assert set(row["features"]) == set(PIXEL_COLUMNS) | {
+            "embedding_0",
+            "embedding_1",
+            "embedding_2",
+        }
+        for name, value in expected_features.items():
+            assert row["features"][name] == pytest.approx(value, rel=1e-4, abs=1e-4), name
 
     truths = table(catalog, GROUND_TRUTHS)
     assert [(t["puid"], t["item"], t["label"], t["source"]) for t in truths] == [

@@ -92,6 +92,8 @@ def production(tmp_path_factory, digits_dir):
         "CLEARSIGHT_MLFLOW_URI": f"http://127.0.0.1:{_free_port()}",
         "CLEARSIGHT_ZENML_URL": f"http://127.0.0.1:{_free_port()}",
         "CLEARSIGHT_AIRFLOW_URL": f"http://127.0.0.1:{_free_port()}",
+        "CLEARSIGHT_ALERTMANAGER_URL": f"http://127.0.0.1:{_free_port()}",
+        "CLEARSIGHT_PUSHGATEWAY_URL": f"http://127.0.0.1:{_free_port()}",
         "CLEARSIGHT_AIRFLOW_LOG_PORT": str(_free_port(2)),
         "CLEARSIGHT_CATALOG_URL": f"sqlite:///{state / 'catalog.db'}",
         "ZENML_AUTO_OPEN_DASHBOARD": "false",

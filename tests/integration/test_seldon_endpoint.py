@@ -250,6 +250,7 @@ def test_health_metadata_and_custom_metrics(endpoint, digits_dir):
 
 
 SHIPPED = ROOT / "stack" / "prometheus"
+GRAFANA_ENDPOINT_DASHBOARD = ROOT / "stack" / "grafana" / "dashboards" / "clearsight-endpoint.json"
 
 
 def test_shipped_prometheus_config_and_alert_rules_are_valid():
@@ -430,6 +431,32 @@ def test_real_prometheus_follows_the_endpoint_across_a_redeploy(
             90,
             "Prometheus never scraped the redeployed server",
         )
+
+        # The endpoint dashboard's 4xx panel has data on the local deployer (no executor).
+        panel = next(
+            p
+            for p in json.loads(GRAFANA_ENDPOINT_DASHBOARD.read_text())["panels"]
+            if p["title"].startswith("HTTP 4xx / 5xx")
+        )
+        queries = {t["legendFormat"]: t["expr"] for t in panel["targets"]}
+        refused = {"binData": b64(b"not an image")}
+        assert post(second.endpoint.status.uri, refused).status_code == 400
+        wait_for(  # rate() needs the counter scraped before and after an increase
+            lambda: prometheus_query(
+                port, f'clearsight_rejected_total{{service_uuid="{second.uuid}"}}'
+            ),
+            90,
+            "Prometheus never scraped the rejection counter",
+        )
+        assert post(second.endpoint.status.uri, refused).status_code == 400
+        for legend in ("4xx", "error share"):
+            wait_for(
+                lambda legend=legend: [
+                    r for r in prometheus_query(port, queries[legend]) if float(r["value"][1]) > 0
+                ],
+                90,
+                f"the dashboard's {legend} query has no data: {queries[legend]}",
+            )
 
         def scraped() -> list[str]:
             targets = requests.get(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).json()

@@ -258,6 +258,21 @@ def test_reviews_record_who_and_feed_the_next_ingestion(served_app, digits_dir):
     assert by_sha[sha256_bytes(known_eight)]["verdict"] == "corrected"
     audit = [(a["actor"], a["action"]) for a in store.audit_log()]
     assert (REVIEWER[0], f"review:{review['verdict']}") in audit
+
+    # Each verdict is the ground truth of the endpoint's answer, by its request id.
+    from sqlalchemy import select
+
+    from clearsight.prediction_log import GROUND_TRUTHS
+
+    entries = {e["id"]: e for e in store.queue(status=None)}
+    with store.engine.connect() as connection:
+        truths = {
+            (t.puid, t.item): (t.label, t.source, t.recorded_by)
+            for t in connection.execute(select(GROUND_TRUTHS))
+        }
+    for entry_id, label in ((new_id, "3"), (eight_id, "0")):
+        key = (entries[entry_id]["puid"], entries[entry_id]["item"])
+        assert key[0] and truths[key] == (label, "review", REVIEWER[0])  # the answer's meta.puid
     store.close()
 
     # The next ingestion merges the reviewed image, with its provenance and reviewer.
@@ -576,3 +591,216 @@ def test_a_possible_label_error_shows_the_given_and_suggested_labels(
     assert f"#{entry}" in shown and "possible label error" in shown, shown
     assert "given **3** (4.0% out-of-sample), suggested **5**" in shown, shown
     store.close()
+
+
+MONITORED_MODEL = "ui-monitoring-classifier"
+
+
+@pytest.fixture()
+def monitoring_env(served_app, monkeypatch, tmp_path):
+    """A catalog of its own, a model name of its own (no monitor run yet), no Alertmanager."""
+    import yaml
+
+    config = yaml.safe_load(served_app.train_config.read_text())
+    config["model"]["name"] = MONITORED_MODEL
+    train_config = tmp_path / "train.yaml"
+    train_config.write_text(yaml.safe_dump(config))
+    catalog = sqlite_url(tmp_path / "catalog.db")
+    monkeypatch.setenv("CLEARSIGHT_CATALOG_URL", catalog)
+    monkeypatch.setenv("CLEARSIGHT_TRAIN_CONFIG", str(train_config))
+    monkeypatch.delenv("CLEARSIGHT_ALERTMANAGER_URL", raising=False)
+    return catalog
+
+
+@pytest.fixture()
+def alertmanager(tmp_path):
+    """Debian's prometheus-alertmanager on a free loopback port, routing to no receiver."""
+    import shutil
+    import signal
+    import time
+
+    binary = shutil.which("prometheus-alertmanager")
+    assert binary, "prometheus-alertmanager is missing: make prometheus alerting"
+    config = tmp_path / "alertmanager.yml"
+    config.write_text("route: {receiver: 'null'}\nreceivers: [{name: 'null'}]\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'alertmanager-data'}",
+            f"--web.listen-address={url.removeprefix('http://')}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("Alertmanager did not start in 60 s")
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_monitoring_page_with_an_empty_log_says_what_to_run(monitoring_env, monkeypatch):
+    at = page(app(REVIEWER), "monitoring")
+    assert at.title[0].value == "Monitoring"
+    warnings = [w.value for w in at.warning]
+    assert any("CLEARSIGHT_ALERTMANAGER_URL is not set" in w for w in warnings), warnings
+    infos = " ".join(i.value for i in at.info)
+    assert f"No monitor run has judged a version of {MONITORED_MODEL} yet" in infos
+    assert [c.value for c in at.code] == ["python run.py monitor"]
+    assert "No answer has a ground truth yet" in infos
+    assert "The prediction log is empty" in infos
+    assert not at.dataframe
+
+    # Configured, but nothing listens there: a notice, not a traceback.
+    monkeypatch.setenv("CLEARSIGHT_ALERTMANAGER_URL", f"http://127.0.0.1:{free_port()}")
+    at = page(app(REVIEWER), "monitoring")
+    assert any("does not answer" in w.value and "make services" in w.value for w in at.warning)
+
+
+def table_with(at: AppTest, column: str):
+    """The page's table that has ``column`` (AppTest does not keep a dataframe's key)."""
+    tables = [d.value for d in at.dataframe if column in d.value.columns]
+    assert tables, f"no table with a {column!r} column; notices: {[w.value for w in at.warning]}"
+    return tables[0]
+
+
+def test_monitoring_page_shows_figures_accuracy_alerts_and_the_searchable_log(
+    monitoring_env, alertmanager, monkeypatch
+):
+    from datetime import UTC, datetime, timedelta
+
+    from zenml import log_metadata
+
+    from clearsight.alerts import build_alert, post_alerts
+    from clearsight.monitoring import (
+        METADATA_KEY,
+        DriftFigures,
+        MonitorResult,
+        metadata,
+        read_window,
+        window_figures,
+    )
+    from clearsight.prediction_log import REVIEW, LoggedRequest, PredictionLog
+
+    catalog = monitoring_env
+    now = datetime.now(UTC).replace(microsecond=0)
+    log = PredictionLog(catalog)
+    for i in range(60):  # 60 answers of version 2 over the last hours; 6 of version 1 earlier
+        version, at = (
+            ("2", now - timedelta(minutes=5 * i)) if i < 54 else ("1", now - timedelta(days=3))
+        )
+        log.log(
+            LoggedRequest(
+                at=at,
+                puid=f"req-{i}",
+                model_name=MONITORED_MODEL,
+                model_version=version,
+                registered_version=version,
+                answers=[
+                    {
+                        "label": str(i % 3),
+                        "confidence": 0.4 + (i % 6) / 10,
+                        "uncertain": (i % 6) < 3,
+                        "top_k": [],
+                    }
+                ],
+            )
+        )
+    assert log.flush(30)
+    for i in range(0, 60, 2):  # every other answer gets a truth; a third of them disagree
+        log.record_truths(f"req-{i}", [str(i % 3) if i % 6 else "9"], source=REVIEW)
+    log.close()
+
+    # What the monitor records on the model version it judged (its own functions).
+    zen = Client()
+    zen.create_model(name=MONITORED_MODEL)
+    version = zen.create_model_version(model_name_or_id=MONITORED_MODEL, name="monitored")
+    predictions, _ = read_window(
+        MONITORED_MODEL, "2", now - timedelta(hours=24), now + timedelta(seconds=1), catalog
+    )
+    figures = window_figures(predictions, ["0", "1", "2"], with_features=0)
+    result = MonitorResult(
+        model_name=MONITORED_MODEL,
+        model_version=str(version.number),
+        window_start=now - timedelta(hours=24),
+        window_end=now,
+        window_hours=24,
+        figures=figures,
+        drift=DriftFigures(drift_share=0.25),
+        checks=[],
+        retrain_reasons=["production accuracy below 0.90"],
+        max_age_hours=26,
+        run_id="run-1",
+    )
+    log_metadata(metadata={METADATA_KEY: metadata(result)}, model_version_id=version.id)
+
+    post_alerts(
+        alertmanager,
+        [
+            build_alert(
+                "ClearsightProductionAccuracyBelowFloor",
+                {"severity": "critical", "model_name": MONITORED_MODEL, "model_version": "2"},
+                {"summary": "Production accuracy is below its floor"},
+            )
+        ],
+    )
+    monkeypatch.setenv("CLEARSIGHT_ALERTMANAGER_URL", alertmanager)
+
+    at = page(app(REVIEWER), "monitoring")
+    alerts = table_with(at, "alert")
+    assert alerts["alert"].tolist() == ["ClearsightProductionAccuracyBelowFloor"]
+    assert alerts["model"].tolist() == [f"{MONITORED_MODEL} v2"]
+    assert alerts["severity"].tolist() == ["critical"]
+
+    table = table_with(at, "retrain because")
+    row = table.iloc[0]
+    assert row["version"] == f"v{version.number}" and row["labelled"] == figures.labelled
+    assert row["production accuracy"] == pytest.approx(figures.accuracy)
+    assert row["CI lower"] == pytest.approx(figures.accuracy_ci[0])
+    assert row["drift share"] == pytest.approx(0.25)
+    assert "production accuracy below 0.90" in row["retrain because"]
+    assert at.metric[0].value == f"{figures.accuracy:.1%}"
+
+    chart = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert chart["layer"][0]["mark"]["type"] == "area"  # the interval's band under the lines
+
+    log_table = table_with(at, "request")
+    assert len(log_table) == 50  # the first page of the 60 answers, newest first
+    assert any("Page 1 of 2: answers 1-50 of 60" in c.value for c in at.caption)
+    assert log_table["request"].tolist()[:2] == ["req-0", "req-1"]
+    assert log_table["truth from"].fillna("").tolist()[:2] == ["review", ""]
+    at.button(key="log_next").click().run()
+    assert len(table_with(at, "request")) == 10
+
+    # Filters: a label, a confidence band and a version (back to page 1).
+    at.multiselect(key="log_labels").set_value(["1"]).run()
+    at.slider(key="log_confidence").set_value((0.5, 1.0)).run()
+    at.multiselect(key="log_versions").set_value(["2"]).run()
+    assert not at.exception, at.exception
+    filtered = table_with(at, "request")
+    expected = [f"req-{i}" for i in range(54) if i % 3 == 1 and 0.4 + (i % 6) / 10 >= 0.5]
+    assert filtered["request"].tolist() == expected
+    assert set(filtered["version"]) == {"2"}
+    # A date range that holds only the older answers of version 1.
+    at.multiselect(key="log_versions").set_value([]).run()
+    at.multiselect(key="log_labels").set_value([]).run()
+    at.slider(key="log_confidence").set_value((0.0, 1.0)).run()
+    three_days = (now - timedelta(days=3)).date()
+    at.date_input(key="log_dates").set_value((three_days, three_days)).run()
+    assert set(table_with(at, "request")["version"]) == {"1"}
+    at.multiselect(key="log_labels").set_value(["2"]).run()
+    at.slider(key="log_confidence").set_value((0.99, 1.0)).run()
+    assert any("No answer of the log matches" in i.value for i in at.info)

@@ -43,8 +43,9 @@ from clearsight.review import ReviewStore
 from tests.conftest import ROOT
 from tests.unit.conftest import image_bytes
 
-HEAD = "0003_prediction_log"
+HEAD = "0004_monitoring_features"
 IDENTITY = "0002_identity_and_history"
+PREDICTION_LOG = "0003_prediction_log"
 BASELINE = "0001_baseline"
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -423,6 +424,7 @@ def test_cli_history_and_upgrade(url, capsys):
     assert [line.split(":")[0] for line in lines] == [
         BASELINE,
         IDENTITY,
+        PREDICTION_LOG,
         f"{HEAD} (head, current)",
     ]
 

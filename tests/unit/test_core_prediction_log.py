@@ -6,6 +6,7 @@ a port where nothing listens stands for a database that is down.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -14,12 +15,19 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from clearsight import migrations
 from clearsight import prediction_log as plog
 from clearsight.catalog import sqlite_url
+from clearsight.features import (
+    PIXEL_COLUMNS,
+    EmbeddingProjection,
+    fit_embedding_pca,
+    pixel_features,
+)
 from clearsight.images import inspect_image
 from clearsight.prediction_log import (
     DATABASE_ERROR,
@@ -137,6 +145,103 @@ def test_the_queue_writes_batches_of_hashed_rows(url, opened):
     assert "exceeds 4096" in tensor_rows[0]["tags"]["_dropped"]
     with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_rows_carry_the_gate_features_pixels_from_the_writer_embeddings_from_the_server(
+    url, opened
+):
+    log = PredictionLog(url, pixel_features=pixel_features, flush_interval=30)
+    opened.append(log)
+    good, other = image_bytes(1), image_bytes(2)
+    broken = b"\x89PNG\r\n\x1a\n not an image"
+    server = [
+        {"embedding_0": 0.5, "embedding_1": -1.25},
+        {"embedding_0": float("nan"), "embedding_1": 2.0},  # JSON has no NaN: left out
+        {"embedding_0": 3.0, "embedding_1": 4.0},
+    ]
+    assert log.log(entry("with-features", [good, other, broken], features=server))
+    assert log.log(entry("pixels-only", [good]))
+    assert log.log(entry("tensor", count=1))
+    assert log.flush(timeout=20)
+    by_request = {(r["puid"], r["item"]): r["features"] for r in rows(url)}
+    assert by_request[("with-features", 0)] == pytest.approx({**pixel_features(good), **server[0]})
+    assert by_request[("with-features", 1)] == pytest.approx(
+        {**pixel_features(other), "embedding_1": 2.0}
+    )
+    # An image the writer cannot read keeps the server's features; no pixel statistics.
+    assert by_request[("with-features", 2)] == server[2]
+    assert by_request[("pixels-only", 0)] == pytest.approx(pixel_features(good))
+    assert set(by_request[("pixels-only", 0)]) == set(PIXEL_COLUMNS)
+    assert by_request[("tensor", 0)] is None
+
+
+def test_uncertain_answers_and_a_sample_keep_their_bytes_content_addressed(url, opened, tmp_path):
+    store = tmp_path / "artifacts" / "prediction-log"
+    draws = iter([0.05, 0.95, 0.05, 0.95])  # one per certain image: kept or not (share 0.1)
+    log = PredictionLog(
+        url,
+        flush_interval=30,
+        images_uri=str(store),
+        keep_images="uncertain",
+        keep_images_sample_share=0.1,
+        random=lambda: next(draws),
+    )
+    opened.append(log)
+    images = [image_bytes(seed) for seed in range(4)]
+    request = dataclasses.replace(
+        entry("r", images[:3]), answers=[answer("1", 0.5), answer("2"), answer("2")]
+    )
+    assert log.log(request)
+    assert log.log(entry("again", [images[0], images[3]]))
+    assert log.flush(timeout=20)
+    logged = {(r["puid"], r["item"]): r for r in rows(url)}
+    uncertain = logged[("r", 0)]
+    info = inspect_image(images[0], min_side=1)
+    assert uncertain["image_uri"] == (f"{store}/images/sha256/{info.sha256[:2]}/{info.sha256}.png")
+    assert (store / uncertain["image_uri"].split(f"{store}/")[1]).read_bytes() == images[0]
+    assert logged[("r", 1)]["image_uri"] is not None  # sampled (0.05 < 0.1)
+    assert logged[("r", 2)]["image_uri"] is None  # not sampled (0.95)
+    # The same bytes again: the same address, written once.
+    assert logged[("again", 0)]["image_uri"] == uncertain["image_uri"]
+    assert logged[("again", 1)]["image_uri"] is None
+    assert len(list(store.rglob("*.png"))) == 2
+
+    nothing = PredictionLog(url, images_uri=str(store), keep_images="never")
+    opened.append(nothing)
+    assert not nothing._keeps(answer("1", 0.1))
+    assert not PredictionLog(url, keep_images="all")._keeps(answer())  # no images_uri
+    with pytest.raises(ValueError, match="keep_images must be one of never, uncertain, all"):
+        PredictionLog(url, keep_images="some")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        PredictionLog(url, keep_images_sample_share=1.5)
+
+
+def test_an_unwritable_image_store_leaves_the_row_without_its_image(url, opened, tmp_path, caplog):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    log = PredictionLog(url, flush_interval=30, images_uri=str(blocked), keep_images="all")
+    opened.append(log)
+    with caplog.at_level(logging.ERROR):
+        assert log.log(entry("r", [image_bytes(1), image_bytes(2)]))
+        assert log.flush(timeout=20)
+    logged = rows(url)
+    assert len(logged) == 2 and all(r["image_uri"] is None for r in logged)
+    assert sum("cannot keep images" in r.message for r in caplog.records) == 1
+
+
+def test_the_embedding_projection_is_sklearns_pca_transform():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(200, 16)) @ rng.normal(size=(16, 16))
+    pca = fit_embedding_pca(embeddings, 4)
+    projection = EmbeddingProjection.from_pca(pca)
+    live = rng.normal(size=(7, 16))
+    np.testing.assert_allclose(projection.project(live), pca.transform(live), atol=1e-9)
+    saved = EmbeddingProjection.model_validate_json(projection.model_dump_json())
+    np.testing.assert_allclose(saved.project(live), pca.transform(live), atol=1e-9)
+    assert saved.columns == ["embedding_0", "embedding_1", "embedding_2", "embedding_3"]
+    assert list(saved.project_rows(live[:1])[0]) == saved.columns
+    with pytest.raises(ValueError, match="do not fit a projection of width 16"):
+        projection.project(live[:, :8])
 
 
 def test_a_full_queue_drops_and_counts_without_blocking(url, opened):

@@ -309,3 +309,57 @@ def test_label_error_suspects_queue_once_and_their_verdicts_relabel_the_next_ing
     assert merged_report.conflicts == 0 and merged_report.duplicates == 1
     assert merged.provenance_counts() == {"ingest": 4, "review": 3}
     assert merged.classes == ["cat", "dog", "fox"]
+
+
+def test_a_verdict_on_an_endpoint_answer_is_its_ground_truth(stores):
+    """Confirmed and corrected answers of the endpoint become ground truths (source review)."""
+    from sqlalchemy import select
+
+    from clearsight.prediction_log import GROUND_TRUTHS, REVIEW
+
+    _, reviews, content = stores
+
+    def keep(seed: int, puid: str | None, item: int | None) -> int:
+        return reviews.keep_prediction(
+            image_bytes(seed),
+            answer("cat", 0.6),
+            store=content,
+            requested_by="ann",
+            threshold=0.7,
+            model=MODEL,
+            puid=puid,
+            item=item,
+        )
+
+    confirmed, corrected, rejected, untracked = (
+        keep(60, "req-a", 1),
+        keep(61, "req-b", 0),
+        keep(62, "req-c", 0),
+        keep(63, None, None),  # not asked through the endpoint: no request id
+    )
+    again = keep(60, "req-z", 4)  # the same image asked again: one entry, its first request
+    assert again == confirmed
+    assert {e["id"]: (e["puid"], e["item"]) for e in reviews.queue()} == {
+        confirmed: ("req-a", 1),
+        corrected: ("req-b", 0),
+        rejected: ("req-c", 0),
+        untracked: (None, None),
+    }
+
+    done = reviews.review(confirmed, reviewer="rita", label="cat")
+    assert done["ground_truth"] == {"puid": "req-a", "item": 1, "label": "cat"}
+    reviews.review(corrected, reviewer="sam", label="dog", role="admin")
+    assert reviews.review(rejected, reviewer="sam", label=None, reject=True)["ground_truth"] is None
+    assert reviews.review(untracked, reviewer="rita", label="fox")["ground_truth"] is None
+
+    with reviews.engine.connect() as connection:
+        truths = [dict(r._mapping) for r in connection.execute(select(GROUND_TRUTHS))]
+    assert [(t["puid"], t["item"], t["label"], t["source"], t["recorded_by"]) for t in truths] == [
+        ("req-a", 1, "cat", REVIEW, "rita"),
+        ("req-b", 0, "dog", REVIEW, "sam"),
+    ]
+    assert all(t["created_at"] is not None for t in truths)
+    with pytest.raises(ReviewError, match="already reviewed"):  # no second truth either
+        reviews.review(confirmed, reviewer="sam", label="dog")
+    with reviews.engine.connect() as connection:
+        assert len(connection.execute(select(GROUND_TRUTHS)).all()) == 2

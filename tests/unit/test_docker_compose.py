@@ -37,6 +37,8 @@ PORTS = {
     "zenml": {8237},
     "airflow-apiserver": {8080},
     "prometheus": {9090},
+    "alertmanager": {9093},
+    "pushgateway": {9091},
     "grafana": {3000},
     "review-app": {8501, 8502},
 }
@@ -374,6 +376,38 @@ def test_compose_prometheus_config_is_valid_and_scrapes_our_services(tmp_path):
     assert "host.docker.internal:host-gateway" in prometheus["extra_hosts"]
     # The alert rules are the same file the rest of the project tests.
     assert mounts["/etc/prometheus/alerts.yml"] == "../prometheus/alerts.yml"
+    # Alerts go to the Alertmanager service; the monitor's pushed figures are
+    # scraped from the Pushgateway service, with the labels they were pushed with.
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert 9093 in {c for _, _, c in _published(SERVICES["alertmanager"])}
+    pushgateway = jobs["pushgateway"]
+    assert pushgateway["honor_labels"] is True
+    assert pushgateway["static_configs"][0]["targets"] == ["pushgateway:9091"]
+    assert 9091 in {c for _, _, c in _published(SERVICES["pushgateway"])}
+
+
+def test_compose_alertmanager_runs_the_shipped_config_which_amtool_accepts():
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool is missing: `make alerting` installs Debian's prometheus-alertmanager"
+    alertmanager = SERVICES["alertmanager"]
+    mounts = dict(v.split(":")[:2] for v in alertmanager["volumes"])
+    config = next(
+        c.split("=", 1)[1] for c in alertmanager["command"] if c.startswith("--config.file=")
+    )
+    assert mounts["../alertmanager/alertmanager.yml"] == config
+    assert "--cluster.listen-address=" in alertmanager["command"]  # no gossip port
+    result = subprocess.run(
+        [amtool, "check-config", str(DOCKER / "../alertmanager/alertmanager.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The monitor's figures survive a restart of the Pushgateway.
+    command = SERVICES["pushgateway"]["command"]
+    store = next(c.split("=", 1)[1] for c in command if c.startswith("--persistence.file="))
+    volume = {t: s for s, t in (v.split(":")[:2] for v in SERVICES["pushgateway"]["volumes"])}
+    assert posixpath.dirname(store) in volume
 
 
 def test_the_review_app_metrics_listen_where_prometheus_scrapes(monkeypatch):

@@ -1,9 +1,11 @@
-"""Grafana's provisioning and the endpoint dashboard, checked without Grafana.
+"""Grafana's provisioning and dashboards (endpoint, model health), checked without Grafana.
 
-Every query must be valid PromQL (promtool parses it) and may only read series
-that something we run exports: our model wrapper (through seldon-core's
+Every query of every provisioned dashboard (panels and template variables)
+must be valid PromQL (promtool parses it) and may only read series that
+something we run exports: our model wrapper (through seldon-core's
 custom-metrics mechanism, exposed here by seldon-core's own code), the review
-app, seldon-core itself, or Prometheus (`up`).
+app, seldon-core itself, the monitor pipeline (through the Pushgateway), or
+Prometheus (`up`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ import yaml
 from tests.conftest import ROOT
 
 GRAFANA = ROOT / "stack" / "grafana"
-DASHBOARD = json.loads((GRAFANA / "dashboards" / "clearsight-endpoint.json").read_text())
+DASHBOARDS = {
+    path.name: json.loads(path.read_text())
+    for path in sorted((GRAFANA / "dashboards").glob("*.json"))
+}
+DASHBOARD = DASHBOARDS["clearsight-endpoint.json"]
+MODEL_HEALTH = DASHBOARDS["clearsight-model-health.json"]
 DATASOURCES = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
 PROVIDERS = yaml.safe_load((GRAFANA / "provisioning/dashboards/clearsight.yml").read_text())
 COMPOSE = yaml.safe_load((ROOT / "stack/docker/docker-compose.yml").read_text())["services"]
@@ -126,6 +133,13 @@ def _ui_exposition() -> set[str]:
     }
 
 
+def _monitor_gauges() -> set[str]:
+    """The monitor pipeline's gauges (its metric contract), pushed through the Pushgateway."""
+    from clearsight.monitoring import METRICS
+
+    return set(METRICS)
+
+
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
     executor = {
@@ -133,7 +147,13 @@ def exported() -> set[str]:
         for name in SELDON_EXECUTOR_HISTOGRAMS
         for suffix in ("bucket", "sum", "count")
     }
-    return _seldon_exposition(_wrapper_metrics()) | _ui_exposition() | executor | PROMETHEUS_OWN
+    return (
+        _seldon_exposition(_wrapper_metrics())
+        | _ui_exposition()
+        | executor
+        | _monitor_gauges()
+        | PROMETHEUS_OWN
+    )
 
 
 def test_the_wrapper_metrics_are_found_in_its_source(exported):
@@ -154,8 +174,33 @@ def test_the_wrapper_metrics_are_found_in_its_source(exported):
     assert "clearsight_request_latency" not in exported
 
 
-def _expressions() -> list[str]:
-    return [t["expr"] for p in DASHBOARD["panels"] for t in p["targets"]]
+def _variable_selectors(dashboard: dict) -> list[str]:
+    """The series selectors of the template variables' ``label_values(selector, label)``."""
+    selectors = []
+    for variable in dashboard.get("templating", {}).get("list", []):
+        query = variable.get("query")
+        query = query.get("query", "") if isinstance(query, dict) else query or ""
+        match = re.fullmatch(r"label_values\((.+),\s*\w+\)", query.strip())
+        assert match, f"{variable['name']}: {query!r} is not label_values(selector, label)"
+        selectors.append(match.group(1))
+    return selectors
+
+
+def _expressions(dashboard: dict | None = None) -> list[str]:
+    """The panels' queries of one dashboard (default: every provisioned one) and its variables'."""
+    boards = [dashboard] if dashboard is not None else list(DASHBOARDS.values())
+    return [
+        expression
+        for board in boards
+        for expression in [t["expr"] for p in board["panels"] for t in p["targets"]]
+        + _variable_selectors(board)
+    ]
+
+
+def test_both_dashboards_are_provisioned():
+    assert set(DASHBOARDS) == {"clearsight-endpoint.json", "clearsight-model-health.json"}
+    uids = [board["uid"] for board in DASHBOARDS.values()]
+    assert len(uids) == len(set(uids))
 
 
 def test_every_query_reads_only_series_we_export(exported):
@@ -165,12 +210,14 @@ def test_every_query_reads_only_series_we_export(exported):
 
 
 def test_the_dashboard_shows_what_operators_need():
-    uses = "\n".join(_expressions())
+    uses = "\n".join(_expressions(DASHBOARD))
     wanted = {
         "request rate": r"rate\(clearsight_requests_total\[",
         "latency p50": r"histogram_quantile\(0\.5, .*clearsight_request_latency_bucket",
         "latency p99": r"histogram_quantile\(0\.99, .*clearsight_request_latency_bucket",
         "4xx": r'seldon_api_executor_server_requests_seconds_count\{[^}]*code=~"4\.\."',
+        # The local deployer has no executor: its own rejection counter stands in.
+        "4xx, local": r'\) or sum\(rate\(clearsight_rejected_total\{method="predict"\}',
         "5xx": r'seldon_api_executor_server_requests_seconds_count\{[^}]*code=~"5\.\."',
         "predictions per label": r"sum by \(label\) \(rate\(clearsight_predictions_total",
         "confidence histogram": r"clearsight_confidence_bucket",
@@ -179,6 +226,37 @@ def test_the_dashboard_shows_what_operators_need():
     }
     missing = [what for what, pattern in wanted.items() if not re.search(pattern, uses)]
     assert not missing, missing
+
+
+def test_the_model_health_dashboard_shows_the_monitor_and_the_endpoint():
+    uses = "\n".join(_expressions(MODEL_HEALTH))
+    version = r'\{model_name="\$model_name", model_version="\$model_version"\}'
+    wanted = {
+        "drift share": rf"clearsight_monitor_drift_share{version}",
+        "production accuracy": rf"clearsight_monitor_production_accuracy{version}",
+        "its interval": rf"_ci_lower{version}[\s\S]*_ci_upper{version}",
+        "labelled count": rf"clearsight_monitor_labelled{version}",
+        "uncertain share": rf"clearsight_monitor_uncertain_share{version}",
+        "predicted share per label": r"max by \(label\) \(clearsight_monitor_predicted_share",
+        "endpoint predictions": r"sum by \(label\) \(rate\(clearsight_predictions_total",
+        "latency": r"histogram_quantile\(0\.99, .*clearsight_request_latency_bucket",
+        "rejected requests": r"sum by \(reason\) \(rate\(clearsight_rejected_total",
+        "versions to choose from": r"^clearsight_monitor_run_info\{model_name=\"\$model_name\"\}$",
+    }
+    missing = [w for w, pattern in wanted.items() if not re.search(pattern, uses, re.MULTILINE)]
+    assert not missing, missing
+    # The band: the upper bound fills down to the lower one, both named by their legends.
+    (band,) = [p for p in MODEL_HEALTH["panels"] if "confidence interval" in p["title"]]
+    legends = {t["legendFormat"] for t in band["targets"]}
+    fill = {
+        o["matcher"]["options"]: prop["value"]
+        for o in band["fieldConfig"]["overrides"]
+        for prop in o["properties"]
+        if prop["id"] == "custom.fillBelowTo"
+    }
+    assert fill == {"CI upper": "CI lower"} and {"CI upper", "CI lower", "labelled"} <= legends
+    names = [v["name"] for v in MODEL_HEALTH["templating"]["list"]]
+    assert names == ["model_name", "model_version"]
 
 
 def test_every_query_is_valid_promql(tmp_path):
@@ -204,12 +282,16 @@ def test_promtool_rejects_a_broken_query(tmp_path):
     assert result.returncode != 0
 
 
-def test_panels_are_well_formed_and_use_the_provisioned_datasource():
+@pytest.mark.parametrize("name", sorted(DASHBOARDS))
+def test_panels_are_well_formed_and_use_the_provisioned_datasource(name):
+    dashboard = DASHBOARDS[name]
     (datasource,) = DATASOURCES["datasources"]
-    ids = [p["id"] for p in DASHBOARD["panels"]]
+    ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+    for variable in dashboard.get("templating", {}).get("list", []):
+        assert variable["datasource"]["uid"] == datasource["uid"], variable["name"]
     cells = set()
-    for panel in DASHBOARD["panels"]:
+    for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
@@ -224,7 +306,7 @@ def test_panels_are_well_formed_and_use_the_provisioned_datasource():
         }
         assert not mine & cells, f"{panel['title']} overlaps another panel"
         cells |= mine
-    assert DASHBOARD["uid"] and DASHBOARD["title"]
+    assert dashboard["uid"] and dashboard["title"]
 
 
 def test_provisioning_matches_the_compose_file():

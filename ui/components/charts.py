@@ -1,4 +1,4 @@
-"""Charts: top-k probabilities of one answer, model metrics over versions."""
+"""Charts: top-k probabilities of one answer, model metrics over versions, production accuracy."""
 
 from __future__ import annotations
 
@@ -47,3 +47,33 @@ def metrics_chart(rows: list[dict]) -> alt.Chart:
         )
         .properties(height=220)
     )
+
+
+def accuracy_chart(rows: list[dict]) -> alt.LayerChart:
+    """Production accuracy per model version and day, with its confidence band.
+
+    ``rows``: ``day``, ``model_version``, ``accuracy``, ``ci_lower``, ``ci_upper``
+    and ``labelled`` (``ui.data.monitoring.accuracy_over_time``).
+    """
+    table = pd.DataFrame(rows)
+    table["version"] = "v" + table["model_version"].astype(str)
+    base = alt.Chart(table).encode(
+        x=alt.X("day:T", title="day (UTC)"),
+        color=alt.Color("version:N", title="model version"),
+    )
+    band = base.mark_area(opacity=0.2).encode(
+        y=alt.Y("ci_lower:Q", scale=alt.Scale(domain=[0, 1]), title="production accuracy"),
+        y2="ci_upper:Q",
+    )
+    line = base.mark_line(point=True).encode(
+        y="accuracy:Q",
+        tooltip=[
+            "version",
+            alt.Tooltip("day:T", title="day"),
+            alt.Tooltip("accuracy:Q", format=".3f"),
+            alt.Tooltip("ci_lower:Q", format=".3f", title="95% CI lower"),
+            alt.Tooltip("ci_upper:Q", format=".3f", title="95% CI upper"),
+            alt.Tooltip("labelled:Q", title="labelled answers"),
+        ],
+    )
+    return (band + line).properties(height=260)

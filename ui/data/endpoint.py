@@ -22,8 +22,7 @@ class EndpointDownError(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(
-            f"The prediction endpoint is not available: {reason}. "
-            f"Start it with:  {START_ENDPOINT}"
+            f"The prediction endpoint is not available: {reason}. Start it with:  {START_ENDPOINT}"
         )
         self.reason = reason
 
@@ -34,10 +33,17 @@ class RequestRefusedError(Exception):
 
 @dataclass
 class Prediction:
-    """The endpoint's answers for a batch, and the model that gave them."""
+    """The endpoint's answers for a batch, and the model that gave them.
+
+    ``requests`` has one ``(puid, item)`` per answer: the request id the
+    server gave the answer (``meta.puid``, the key of its prediction log and
+    ground truths) and the image's index in that request; ``puid`` is None
+    when the server sent none.
+    """
 
     answers: list[dict[str, Any]]
     model: dict[str, str] = field(default_factory=dict)
+    requests: list[tuple[str | None, int]] = field(default_factory=list)
 
 
 def find_prediction_url(model_name: str, override: str | None = None) -> str:
@@ -109,6 +115,7 @@ def predict(url: str, images: list[bytes], timeout: float = 60) -> Prediction:
     """
     answers: list[dict[str, Any]] = []
     model: dict[str, str] = {}
+    requests_made: list[tuple[str | None, int]] = []
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
         body = {"jsonData": {"images": [base64.b64encode(i).decode("ascii") for i in chunk]}}
@@ -125,9 +132,13 @@ def predict(url: str, images: list[bytes], timeout: float = 60) -> Prediction:
         if response.status_code != 200:
             raise EndpointDownError(f"{url} answered HTTP {response.status_code}")
         payload = response.json()
-        answers.extend(payload["jsonData"]["predictions"])
-        model = {str(k): str(v) for k, v in (payload.get("meta", {}).get("tags") or {}).items()}
-    return Prediction(answers=answers, model=model)
+        batch = payload["jsonData"]["predictions"]
+        answers.extend(batch)
+        meta = payload.get("meta") or {}
+        puid = str(meta["puid"]) if meta.get("puid") else None
+        requests_made.extend((puid, item) for item in range(len(batch)))
+        model = {str(k): str(v) for k, v in (meta.get("tags") or {}).items()}
+    return Prediction(answers=answers, model=model, requests=requests_made)
 
 
 def top_k(answer: dict[str, Any], k: int) -> list[tuple[str, float]]:

@@ -102,9 +102,17 @@ if todo:
         st.error(f"The endpoint refused the images: {error}")
         st.stop()
     elapsed = time.perf_counter() - received
-    for (key, (_, data)), answer in zip(todo.items(), result.answers, strict=True):
+    for (key, (_, data)), answer, (puid, item) in zip(
+        todo.items(), result.answers, result.requests, strict=True
+    ):
         metrics.LATENCY.observe(elapsed)
-        answers[key] = {"answer": answer, "model": result.model, "data": data}
+        answers[key] = {
+            "answer": answer,
+            "model": result.model,
+            "data": data,
+            "puid": puid,  # the answer's request id: a review becomes its ground truth
+            "item": item,
+        }
 
 store = review_store(config.catalog_url)
 for key, name in shown.items():
@@ -128,6 +136,8 @@ for key, name in shown.items():
                     threshold=threshold,
                     filename=name,
                     model=model,
+                    puid=entry.get("puid"),
+                    item=entry.get("item"),
                 )
                 metrics.UNCERTAIN.inc()
             st.warning(
@@ -153,6 +163,8 @@ for key, name in shown.items():
                     flagged=True,
                     filename=name,
                     model=model,
+                    puid=entry.get("puid"),
+                    item=entry.get("item"),
                 )
                 st.rerun()
         st.altair_chart(
@@ -162,4 +174,5 @@ for key, name in shown.items():
             f"Answered by {model.get('model_name', '?')} v{model.get('model_version', '?')} "
             f"(MLflow registered version {model.get('registered_version', '?')}, "
             f"run {model.get('mlflow_run_id', '?')})"
+            + (f" · request `{entry['puid']}` image {entry['item']}" if entry.get("puid") else "")
         )

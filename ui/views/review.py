@@ -65,6 +65,7 @@ for entry in pending:
     details.caption(
         f"{entry['model_name']} v{entry['model_version']} · asked by {entry['requested_by']} "
         f"on {entry['created_at']:%Y-%m-%d %H:%M} UTC · sha256 {entry['sha256'][:12]}"
+        + (f" · request `{entry['puid']}` image {entry['item']}" if entry.get("puid") else "")
     )
     ranked = sorted(entry["probabilities"].items(), key=lambda item: -item[1])
     details.caption(" · ".join(f"{label} {p:.1%}" for label, p in ranked[:3]))
@@ -89,7 +90,11 @@ for entry in pending:
             st.error(str(error))
         else:
             metrics.REVIEWS.labels(verdict=done["verdict"]).inc()
-            st.toast(f"#{eid}: {done['verdict']} by {user.name}")
+            truth = done["ground_truth"]
+            st.toast(
+                f"#{eid}: {done['verdict']} by {user.name}"
+                + (f"; ground truth of request {truth['puid']} recorded" if truth else "")
+            )
             st.rerun()
 if pages > 1:
     first = page * PAGE_SIZE + 1
