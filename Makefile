@@ -101,9 +101,10 @@ ui: setup ## Start the Streamlit review app (http://127.0.0.1:8501; its metrics 
 	@$(VENV)/bin/streamlit run ui/main.py --server.port $(UI_PORT) --server.address 127.0.0.1 \
 	  --server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
-dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237)
+dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237), account form filled in
 	@$(VENV)/bin/zenml login --local --port $(ZENML_PORT)
-	@echo "ZenML dashboard: http://127.0.0.1:$(ZENML_PORT)  (stop: make dashboard-stop)"
+	@$(PY) -m stack.dashboard onboard
+	@echo "ZenML dashboard: http://127.0.0.1:$(ZENML_PORT)/projects/default/runs  (stop: make dashboard-stop)"
 
 dashboard-stop: ## Stop the local ZenML server
 	@$(VENV)/bin/zenml logout --local || true

@@ -804,34 +804,20 @@ def monitor(
       python run.py monitor --window-hours 168
       python run.py monitor --retrain      # retrain, gate and deploy when a check fails
     """
-    from pydantic import ValidationError
-
-    from clearsight.monitoring import MonitoringError, MonitorRules, check_prediction_log
-    from pipelines import monitoring_pipeline
+    from clearsight.monitoring import MonitoringError, check_prediction_log
     from steps.monitoring.target import reference_and_classes, serving_target
 
     _check_stack(needs_tracker=True, needs_validator=True)
     name = _model_name(obj["train_config"])
     parameters = _load_yaml(monitor_config).get("parameters") or {}
+    pipeline = _monitor_pipeline(monitor_config, name, window_hours)  # checks the rules
     try:
-        rules = MonitorRules.model_validate(parameters.get("rules") or {})
-        if window_hours is not None:
-            rules = rules.model_copy(update={"window_hours": window_hours})
         target = serving_target(name, model_version or parameters.get("model_version"))
         reference_and_classes(target)
         check_prediction_log(parameters.get("catalog_url"))
-    except ValidationError as error:
-        raise PreconditionError(f"Invalid rules in {monitor_config}:\n{error}") from None
     except MonitoringError as error:
         raise PreconditionError(str(error)) from None
-    parameters = {
-        "model_name": name,
-        "model_version": target.zenml_version,
-        "rules": rules.model_dump(mode="json"),
-    }
-    run = _execute(
-        monitoring_pipeline.with_options(config_path=str(monitor_config), parameters=parameters)
-    )
+    run = _execute(pipeline.with_options(parameters={"model_version": target.zenml_version}))
     result = _monitor_summary(run)
     if retrain and result.retrain_reasons:
         click.echo("")
@@ -841,6 +827,26 @@ def monitor(
         click.echo(
             "  retrain         not needed: every check in retrain_on passed or was not judged"
         )
+
+
+def _monitor_pipeline(config: Path, model_name: str, window_hours: float | None = None) -> Any:
+    """The monitor pipeline with checked rules; it judges the champion unless told a version."""
+    from pydantic import ValidationError
+
+    from clearsight.monitoring import MonitorRules
+    from pipelines import monitoring_pipeline
+
+    parameters = _load_yaml(config).get("parameters") or {}
+    try:
+        rules = MonitorRules.model_validate(parameters.get("rules") or {})
+    except ValidationError as error:
+        raise PreconditionError(f"Invalid rules in {config}:\n{error}") from None
+    if window_hours is not None:
+        rules = rules.model_copy(update={"window_hours": window_hours})
+    return monitoring_pipeline.with_options(
+        config_path=str(config),
+        parameters={"model_name": model_name, "rules": rules.model_dump(mode="json")},
+    )
 
 
 def _monitor_summary(monitor_run: Any) -> Any:
@@ -949,7 +955,7 @@ def _promoted(promote_run: Any) -> bool:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=CONFIGS / "schedules.yaml",
     show_default=True,
-    help="Cron per pipeline (ingest, train).",
+    help="Cron per pipeline (ingest, train, monitor).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder the daily ingest reads.")
 @click.option("--remove", is_flag=True, help="Delete the schedules instead.")
@@ -957,7 +963,7 @@ def _promoted(promote_run: Any) -> bool:
 def schedule_command(
     obj: dict[str, Any], schedules_config: Path, data_dir: str | None, remove: bool
 ) -> None:
-    r"""Schedule ingest (daily) and retraining (weekly) on the orchestrator (Airflow).
+    r"""Schedule ingest (daily), training (weekly) and the monitor (hourly) on Airflow.
 
     \b
     Examples:
@@ -969,7 +975,7 @@ def schedule_command(
 
     _check_stack(needs_tracker=True)
     crons = _load_yaml(schedules_config)
-    for name in ("ingest", "train"):
+    for name in ("ingest", "train", "monitor"):
         if remove:
             done = remove_schedule(f"{name}-schedule")
             click.echo(f"  {name:7} {'removed' if done else 'not scheduled'}")
@@ -979,6 +985,8 @@ def schedule_command(
             continue
         if name == "ingest":
             pipeline = _ingest_pipeline(obj["ingest_config"], data_dir, False, False)
+        elif name == "monitor":  # judges whichever version is champion when it runs
+            pipeline = _monitor_pipeline(CONFIGS / "monitor.yaml", _model_name(obj["train_config"]))
         else:
             parameters = _training_parameters(obj["train_config"], {})
             pipeline = _train_pipeline(obj["train_config"], parameters, no_cache=True)
@@ -992,7 +1000,7 @@ def schedule_command(
 
 
 @main.command("trigger")
-@click.argument("name", type=click.Choice(["ingest", "train"]))
+@click.argument("name", type=click.Choice(["ingest", "train", "monitor"]))
 @click.option("--conf", "conf", help="Overrides for this run as JSON, e.g. '{\"epochs\": 5}'.")
 @click.pass_obj
 def trigger_command(obj: dict[str, Any], name: str, conf: str | None) -> None:

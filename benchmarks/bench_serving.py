@@ -269,9 +269,18 @@ def prepare(work: Path) -> None:
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(data, epochs=3, verbose=0)
     model = with_temperature(model, 1.0)
-    export_model_dir(
+    folder = export_model_dir(
         model, ServingConfig("bench", "1", manifest.classes, 32), work / "seldon-model"
     )
+    # The embedding projection a promoted version is served with: the logging server
+    # then computes and logs every answer's full monitoring features, as in production.
+    from clearsight.features import EmbeddingProjection, fit_embedding_pca
+    from clearsight.models import embedding_model
+    from clearsight.serving import MONITORING_FILE
+
+    reference = preprocess_batch([Path(r.uri).read_bytes() for r in manifest.split("train")], 32)
+    pca = fit_embedding_pca(embedding_model(model).predict(reference, verbose=0), 5)
+    (folder / MONITORING_FILE).write_text(EmbeddingProjection.from_pca(pca).model_dump_json())
     images = [Path(r.uri).read_bytes() for r in manifest.split("test")[:64]]
     (work / "images").mkdir()
     for i, image in enumerate(images):

@@ -43,56 +43,82 @@ CONFIDENCE = "confidence"
 DEFAULT_EMBEDDING_COMPONENTS = 5
 
 
-#: Pictures with a side longer than this are measured decoded to ``FEATURE_SIZE`` x
-#: ``FEATURE_SIZE`` pixels (JPEGs DCT-scaled first), so a 12-megapixel photo costs
-#: about what a thumbnail does; smaller ones at their own size.
-FEATURE_SIZE = 256
+#: Columns of :func:`picture_statistics` (the rest of ``PIXEL_COLUMNS`` is :func:`geometry`).
+STATISTICS_COLUMNS = PIXEL_COLUMNS[:9]
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights
 
 
-def pixel_features(data: bytes, options: DecodeOptions = DEFAULT_OPTIONS) -> dict[str, float]:
-    """Pixel statistics of one encoded image, from the model's own decoder.
+def picture_statistics(pixels: np.ndarray) -> dict[str, float]:
+    """Statistics of one decoded picture, as the model sees it.
+
+    Args:
+        pixels: ``(h, w, 3)`` floats in [0, 1] (the model's input picture,
+            :func:`clearsight.decode.decode` with ``size`` the model's side).
+
+    Returns:
+        ``STATISTICS_COLUMNS``: per-channel means and standard deviations,
+        brightness and contrast (mean and standard deviation of the Rec. 601
+        luma) and sharpness (variance of the luma's Laplacian), all on the
+        [0, 1] scale.
+    """
+    rgb = np.asarray(pixels, dtype=np.float64)
+    luminance = rgb @ _LUMA
+    means = rgb.mean(axis=(0, 1))
+    stds = rgb.std(axis=(0, 1))
+    return {
+        "mean_r": float(means[0]),
+        "mean_g": float(means[1]),
+        "mean_b": float(means[2]),
+        "std_r": float(stds[0]),
+        "std_g": float(stds[1]),
+        "std_b": float(stds[2]),
+        "brightness": float(luminance.mean()),
+        "contrast": float(luminance.std()),
+        "sharpness": float(laplace(luminance).var()),
+    }
+
+
+def geometry(data: bytes) -> dict[str, float]:
+    """Width and height in pixels (after the EXIF orientation), aspect ratio and file size.
+
+    Reads only the file's header (:func:`clearsight.decode.read_header`).
+
+    Raises:
+        clearsight.decode.InvalidImageError: When the header is not a usable image's.
+    """
+    header = read_header(data)
+    return {
+        "width": float(header.width),
+        "height": float(header.height),
+        "aspect_ratio": header.width / header.height,
+        "file_size": float(len(data)),
+    }
+
+
+def pixel_features(
+    data: bytes, options: DecodeOptions = DEFAULT_OPTIONS, size: int | None = None
+) -> dict[str, float]:
+    """``PIXEL_COLUMNS`` of one encoded image, from the model's own decoder.
+
+    The statistics are those of the picture the model sees: decoded by the
+    model's rules and, with ``size``, to its input side (the gate's reference
+    tables and the served model's prediction log both pass the model's input
+    side, so they agree; the server measures the very batch it answered).
 
     Args:
         data: The file's bytes (any format :mod:`clearsight.decode` accepts).
         options: The model's decoding rules (background, bit depth), so a
             16-bit X-ray or a transparent PNG is measured as the model sees it.
+        size: The model's input side in pixels; None: the full picture.
 
     Returns:
-        ``PIXEL_COLUMNS``: means, standard deviations, brightness (Rec. 601
-        luma), contrast and sharpness (variance of the Laplacian) on a [0, 1]
-        scale, measured on the picture as decoded, or decoded to
-        ``FEATURE_SIZE`` x ``FEATURE_SIZE`` pixels when a side is longer
-        (the gate's reference tables and the prediction log use this same
-        function, so they agree); width and
-        height in pixels of the full picture after the EXIF orientation;
-        aspect ratio; file size in bytes.
+        :func:`picture_statistics` and :func:`geometry`, as floats.
 
     Raises:
         clearsight.decode.InvalidImageError: When the bytes are not a usable image.
     """
-    header = read_header(data)
-    large = max(header.width, header.height) > FEATURE_SIZE
-    decoded = decode(data, size=FEATURE_SIZE if large else None, options=options)
-    width, height = decoded.header.width, decoded.header.height
-    rgb = decoded.pixels.astype(np.float64)
-    luminance = rgb @ np.array([0.299, 0.587, 0.114])
-    means = rgb.mean(axis=(0, 1))
-    stds = rgb.std(axis=(0, 1))
-    return {
-        "mean_r": means[0],
-        "mean_g": means[1],
-        "mean_b": means[2],
-        "std_r": stds[0],
-        "std_g": stds[1],
-        "std_b": stds[2],
-        "brightness": float(luminance.mean()),
-        "contrast": float(luminance.std()),
-        "sharpness": float(laplace(luminance).var()),
-        "width": float(width),
-        "height": float(height),
-        "aspect_ratio": width / height,
-        "file_size": float(len(data)),
-    }
+    decoded = decode(data, size=size, options=options)
+    return picture_statistics(decoded.pixels) | geometry(data)
 
 
 def embedding_columns(components: int) -> list[str]:
@@ -175,6 +201,7 @@ def feature_table(
     embeddings: np.ndarray,
     pca: PCA,
     options: DecodeOptions = DEFAULT_OPTIONS,
+    size: int | None = None,
 ) -> pd.DataFrame:
     """Assemble the feature rows of a set of images.
 
@@ -185,12 +212,14 @@ def feature_table(
         embeddings: The model's penultimate-layer output, ``(n, d)``.
         pca: A PCA fitted on the reference embeddings.
         options: The model's decoding rules, for the pixel statistics.
+        size: The model's input side: the statistics are those of the
+            picture it sees (:func:`pixel_features`); None: full pictures.
 
     Returns:
         One row per image: pixel columns, ``embedding_i`` columns, and
         ``prediction`` and ``confidence`` (and ``target`` when labelled).
     """
-    rows = [pixel_features(data, options) for data in images]
+    rows = [pixel_features(data, options, size) for data in images]
     table = pd.DataFrame(rows, columns=PIXEL_COLUMNS)
     reduced = pca.transform(embeddings) if len(images) else np.zeros((0, pca.n_components_))
     for i, column in enumerate(embedding_columns(pca.n_components_)):

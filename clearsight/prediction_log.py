@@ -24,9 +24,10 @@ a SQLite catalog is switched to WAL mode so that the server's writes and
 other readers do not block each other); their schema is migrated by
 :mod:`clearsight.migrations` (revisions ``0003_prediction_log`` and
 ``0004_monitoring_features``). No image bytes are stored: only their
-hashes and their monitoring features (``features``: pixel statistics
-computed by the writer, and the embedding's principal components the server
-projected while answering; see :mod:`clearsight.features`).
+hashes and their monitoring features (``features``: the statistics of the
+picture the model answered and the embedding's principal components, both
+computed by the server while answering, and the geometry the writer reads
+from the file's header; see :mod:`clearsight.features`).
 
 Framework-free: no ZenML, no seldon-core.
 """
@@ -226,7 +227,8 @@ class LoggedRequest:
         images: The encoded images as received, or None for a tensor request.
         tags: The client's ``meta.tags`` (e.g. site, device), or None.
         features: Per image, the monitoring features the server computed
-            while answering (the embedding's principal components
+            while answering (:func:`clearsight.features.picture_statistics`
+            of the answered picture and the embedding's principal components
             ``embedding_i``), or None.
     """
 
@@ -342,7 +344,7 @@ class PredictionLog:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         retention_every: float = RETENTION_EVERY,
         hashes: Callable[[bytes], tuple[str, str | None]] = image_hashes,
-        pixel_features: Callable[[bytes], Mapping[str, float]] | None = None,
+        image_features: Callable[[bytes], Mapping[str, float]] | None = None,
         images_uri: str = "",
         keep_images: str = KEEP_UNCERTAIN,
         keep_images_sample_share: float = 0.0,
@@ -363,10 +365,11 @@ class PredictionLog:
             flush_interval: Seconds an entry waits at most before it is written.
             retention_every: Seconds between two retention deletions.
             hashes: ``bytes -> (sha256, pixel_sha256 or None)``, run by the writer.
-            pixel_features: ``bytes -> {column: value}``, run by the writer
-                (the server passes :func:`clearsight.features.pixel_features`
-                with its decoding rules); merged with the entry's own
-                ``features`` into the row's ``features``. None: not computed.
+            image_features: ``bytes -> {column: value}``, run by the writer
+                on each readable image (the server passes
+                :func:`clearsight.features.geometry`, a header read); merged
+                with the entry's own ``features`` into the row's
+                ``features``. None: not computed.
             images_uri: Root of the content store kept images are written to
                 (a local folder or an fsspec URL such as ``s3://bucket/x``);
                 "": no image is kept, whatever ``keep_images`` says.
@@ -388,7 +391,7 @@ class PredictionLog:
         self.flush_interval = flush_interval
         self.retention_every = retention_every
         self.hashes = hashes
-        self.pixel_features = pixel_features
+        self.image_features = image_features
         check_keep_images(keep_images, keep_images_sample_share)
         self.images_uri = images_uri
         self.keep_images = keep_images
@@ -514,8 +517,8 @@ class PredictionLog:
                 image_sha256, pixel_sha256 = self.hashes(entry.images[item])
                 if pixel_sha256 is not None and self._keeps(answer):
                     image_uri = self._keep(entry.images[item], image_sha256)
-                if self.pixel_features is not None and pixel_sha256 is not None:
-                    features.update(self._pixel_features(entry.images[item]))
+                if self.image_features is not None and pixel_sha256 is not None:
+                    features.update(self._image_features(entry.images[item]))
             if entry.features is not None and item < len(entry.features):
                 features.update(entry.features[item])
             rows.append(
@@ -569,9 +572,9 @@ class PredictionLog:
         self._store_failing = False
         return uri
 
-    def _pixel_features(self, data: bytes) -> Mapping[str, float]:
+    def _image_features(self, data: bytes) -> Mapping[str, float]:
         try:
-            return self.pixel_features(data)
+            return self.image_features(data)
         except Exception:  # noqa: BLE001 - it was answered; a feature failure only leaves a gap
             return {}
 

@@ -42,7 +42,7 @@ from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
 from clearsight.decode import InvalidImageError, decode_batch
 from clearsight.errors import CatalogError
-from clearsight.features import EmbeddingProjection, pixel_features
+from clearsight.features import EmbeddingProjection, geometry, picture_statistics
 from clearsight.prediction_log import (
     DEFAULT_FLUSH_INTERVAL,
     QUEUE_FULL,
@@ -265,14 +265,11 @@ class ImageClassifier:
         def hashes(data: bytes) -> tuple[str, str | None]:
             return image_hashes(data, max_pixels=config.max_pixels, options=config.decode_options)
 
-        def features(data: bytes) -> dict[str, float]:
-            return pixel_features(data, config.decode_options)
-
         return PredictionLog(
             None,  # resolve_catalog_url() in the writer: a failure is logged there, once
             retention_days=retention_days,
             hashes=hashes,
-            pixel_features=features,
+            image_features=geometry,
             images_uri=config.images_uri,
             keep_images=config.keep_images,
             keep_images_sample_share=config.keep_images_sample_share,
@@ -415,7 +412,7 @@ class ImageClassifier:
             if answer["uncertain"]:
                 metrics.append({"type": "COUNTER", "key": "clearsight_uncertain_total", "value": 1})
         if self.prediction_log is not None and not self._log(
-            puid, answers, kind, payload, tags, embeddings
+            puid, answers, kind, payload, tags, batch, embeddings
         ):
             metrics.append(
                 {
@@ -443,13 +440,24 @@ class ImageClassifier:
         kind: str,
         payload: Any,
         tags: dict[str, Any] | None,
+        batch: Any = None,
         embeddings: Any = None,
     ) -> bool:
-        """Queue the answered request for the prediction log (microseconds; never raises)."""
+        """Queue the answered request for the prediction log (never raises).
+
+        For images, the monitoring features computed here are those of the
+        batch the model answered (the gate's reference measures the same
+        pictures: :func:`clearsight.features.pixel_features` at the model's
+        side), about 0.1 ms per 32 px image and 1 ms per 224 px one; the
+        writer adds the geometry from the file's header.
+        """
         try:
             features = None
-            if embeddings is not None and kind == "images":
-                features = self.projection.project_rows(embeddings.numpy())
+            if kind == "images":
+                features = [picture_statistics(picture) for picture in batch]
+                if embeddings is not None:
+                    projected = self.projection.project_rows(embeddings.numpy())
+                    features = [a | b for a, b in zip(features, projected, strict=True)]
             return self.prediction_log.log(
                 LoggedRequest(
                     at=datetime.now(UTC),

@@ -78,6 +78,7 @@ def featurize(
     reference_records = dataset.split("train")
     reference_images = read_all([r.uri for r in reference_records], read_bytes)
     options = dataset.decoding
+    size = int(model.input_shape[1])  # pixel statistics of the picture the model sees
     ref_probabilities, ref_embeddings = _predict(model, reference_images, options)
     pca = fit_embedding_pca(ref_embeddings, embedding_components)
     reference = feature_table(
@@ -87,13 +88,20 @@ def featurize(
         ref_embeddings,
         pca,
         options,
+        size,
     )
 
     def table(records) -> pd.DataFrame:
         images = read_all([r.uri for r in records], read_bytes)
         probabilities, embeddings = _predict(model, images, options)
         return feature_table(
-            images, [index[r.label] for r in records], probabilities, embeddings, pca, options
+            images,
+            [index[r.label] for r in records],
+            probabilities,
+            embeddings,
+            pca,
+            options,
+            size,
         )
 
     current = table(dataset.split("test"))

@@ -107,7 +107,7 @@ def served(number: int, images: list[bytes]) -> list[dict]:
     embedded = projection.project_rows(embedding_model(model).predict(batch, verbose=0))
     answers = []
     for data, p, embedding in zip(images, probabilities, embedded, strict=True):
-        features = pixel_features(data, dataset.decoding) | embedding
+        features = pixel_features(data, dataset.decoding, int(model.input_shape[1])) | embedding
         answers.append(
             {
                 "label": dataset.classes[int(p.argmax())],
@@ -383,3 +383,151 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
     assert audit[0]["actor"] == "monitor-test" and audit[0]["target"] == MODEL
     assert audit[0]["details"]["reasons"] == moved.retrain_reasons
     assert set(audit[0]["details"]["runs"]) == {"monitor", "ingest", "train", "promote"}
+
+
+# The dashboard a newcomer opens: the local ZenML server on the store the test above
+# filled, past its account form, showing the runs and the monitor's drift report.
+
+from tests.ui.test_ui_browser import CHROMEDRIVER, CHROMIUM, browser, wait_for_text  # noqa: E402, F401
+
+ACCOUNT_FORM = "Add your account details"
+
+
+@pytest.fixture()
+def local_dashboard(tmp_path):
+    """``zenml login --local`` on a free port for the tests' ZenML config; logged out after.
+
+    The login points the config's store at the server; the config file is put back
+    as it was, so later tests (and their subprocesses) use the database directly.
+    """
+    config = Path(os.environ["ZENML_CONFIG_PATH"]) / "config.yaml"
+    saved = config.read_bytes()
+    zenml = str(Path(sys.executable).parent / "zenml")
+    env = {**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false"}
+    port = free_port()
+    login = subprocess.run(
+        [zenml, "login", "--local", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    try:
+        assert login.returncode == 0, login.stdout[-3000:] + login.stderr[-3000:]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        logout = subprocess.run(
+            [zenml, "logout", "--local"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        config.write_bytes(saved)
+        assert logout.returncode == 0, logout.stdout[-2000:] + logout.stderr[-2000:]
+
+
+def dashboard_shot(driver, folder: Path, name: str) -> Path:
+    """A screenshot under the test's own folder (never docs/)."""
+    import base64
+
+    path = folder / f"{name}.png"
+    path.write_bytes(base64.b64decode(driver.get_screenshot_as_base64()))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    return path
+
+
+def wait_for_element(driver, css: str = "", xpath: str = "", timeout: float = 90):
+    """The last element matching ``css`` (or ``xpath``) once it is displayed."""
+    from selenium.webdriver.common.by import By
+
+    by, selector = (By.XPATH, xpath) if xpath else (By.CSS_SELECTOR, css)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = driver.find_elements(by, selector)
+        if found and found[-1].is_displayed():
+            return found[-1]
+        time.sleep(0.3)
+    pytest.fail(f"{selector} never appeared on {driver.current_url}")
+
+
+def sign_in_if_asked(driver) -> None:
+    """The local server has no sign-in; a server with one: user ``default``, empty password."""
+    from selenium.webdriver.common.by import By
+
+    if "/login" not in driver.current_url:
+        return
+    wait_for_element(driver, "input[name='username']").send_keys("default")
+    driver.find_element(By.CSS_SELECTOR, "button[type='submit']").click()
+    deadline = time.monotonic() + 60
+    while "/login" in driver.current_url:
+        assert time.monotonic() < deadline, driver.find_element(By.TAG_NAME, "body").text
+        time.sleep(0.3)
+
+
+def test_the_dashboard_opens_past_the_account_form_on_the_runs_and_the_monitor_drift_report(
+    request, tmp_path, local_dashboard
+):
+    from selenium.webdriver.common.by import By
+
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("chromium and chromedriver are needed for the dashboard test: make chromium")
+    monitor = Client().list_pipeline_runs(pipeline_name="monitor", sort_by="desc:created", size=1)
+    assert monitor.items, "no monitor run in the tests' ZenML store (the test above makes them)"
+    run = monitor.items[0]
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    # What make dashboard runs after the login; idempotent.
+    onboard = [sys.executable, "-m", "stack.dashboard", "onboard"]
+    first = subprocess.run(onboard, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"Dashboard {local_dashboard}: account form filled in for user 'default'" in first.stdout
+    assert "e-mail updates declined" in first.stdout
+    assert f"Runs: {local_dashboard}/projects/default/runs" in first.stdout
+    again = subprocess.run(onboard, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "past the account form already" in again.stdout, again
+
+    driver = request.getfixturevalue("browser")
+    # 1. The first page a newcomer opens: the dashboard, not the account form.
+    driver.get(local_dashboard)
+    sign_in_if_asked(driver)
+    wait_for_text(driver, "Welcome back")
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "/survey" not in driver.current_url and ACCOUNT_FORM not in body, body[:2000]
+    assert "receive news" not in body  # no newsletter box
+    dashboard_shot(driver, shots, "1-first-page")
+
+    # 2. The runs, the monitor's among them.
+    driver.get(f"{local_dashboard}/projects/default/runs")
+    wait_for_text(driver, run.name)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert ACCOUNT_FORM not in body and "monitor" in body and "promote" in body
+    dashboard_shot(driver, shots, "2-runs")
+
+    # 3. The latest monitor run's page: its DAG with the data-drift step.
+    driver.get(f"{local_dashboard}/projects/default/runs/{run.id}")
+    wait_for_text(driver, "data_drift_report")
+    report = wait_for_element(
+        driver, '.react-flow__node[data-id="data_drift_report/outputs/step_output/report_html"]'
+    )
+    dashboard_shot(driver, shots, "3-monitor-run")
+
+    # 4. The step's Evidently report, on its Visualization tab.
+    report.click()
+    wait_for_text(driver, "Producer Step")
+    # The artifact sheet's tab (the last one: the first is the run page's own).
+    wait_for_element(driver, xpath="//*[@role='tab'][normalize-space(.)='Visualization']").click()
+    # The sheet asks before it loads HTML ("may contain harmful code").
+    wait_for_element(driver, xpath="//button[normalize-space(.)='Load Preview']").click()
+    frame = wait_for_element(driver, "iframe[srcdoc]", timeout=120)
+    html = frame.get_attribute("srcdoc")
+    assert "evidently" in html.lower() and "brightness" in html, html[:500]
+    dashboard_shot(driver, shots, "4-drift-report-in-dashboard")
+
+    # ZenML 0.98 draws HTML visualizations in an iframe sandboxed without scripts, and
+    # Evidently draws its report with JavaScript: the same HTML as a page of its own
+    # (what the sheet's Download gives) shows the report.
+    page = tmp_path / "data_drift_report.html"
+    page.write_text(html)
+    driver.get(page.as_uri())
+    wait_for_text(driver, "Dataset Drift")
+    wait_for_text(driver, "Share of Drifted Columns")
+    dashboard_shot(driver, shots, "5-drift-report")

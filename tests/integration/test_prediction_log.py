@@ -166,7 +166,7 @@ def test_every_answer_is_logged_and_feedback_becomes_ground_truth(
         # The gate's features: pixel statistics, and the embedding through the saved PCA.
         embedding = embedding_model(model).predict(preprocess_batch([image], 32), verbose=0)
         expected_features = {
-            **pixel_features(image),
+            **pixel_features(image, size=32),  # the picture the model answered
             **projection.project_rows(embedding)[0],
         }
         assert set(row["features"]) == set(PIXEL_COLUMNS) | {

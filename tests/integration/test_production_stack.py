@@ -202,13 +202,18 @@ def test_schedules_are_airflow_dags_and_a_triggered_run_takes_overrides(producti
     assert first.returncode == 0, first.stderr[-3000:]
     assert re.search(r"ingest\s+0 2 \* \* \*\s+created", first.stdout), first.stdout
     assert re.search(r"train\s+0 3 \* \* 0\s+created", first.stdout), first.stdout
+    assert re.search(r"monitor\s+0 \* \* \* \*\s+created", first.stdout), first.stdout
     again = _run(["run.py", "schedule", "--data-dir", str(production["data"])], env)
-    assert again.returncode == 0 and again.stdout.count("unchanged") == 2, again.stdout
+    assert again.returncode == 0 and again.stdout.count("unchanged") == 3, again.stdout
 
     settings = _settings(env)
     schedules = json.loads((settings.airflow_home / "schedules.json").read_text())
     airflow = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
-    for name, cron in (("ingest-schedule", "0 2 * * *"), ("train-schedule", "0 3 * * 0")):
+    for name, cron in (
+        ("ingest-schedule", "0 2 * * *"),
+        ("train-schedule", "0 3 * * 0"),
+        ("monitor-schedule", "0 * * * *"),
+    ):
         dag = airflow.wait_for_dag(schedules[name]["dag_id"])
         assert dag["timetable_summary"] == cron and not dag["is_paused"], dag
 

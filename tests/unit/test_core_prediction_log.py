@@ -24,9 +24,10 @@ from clearsight import prediction_log as plog
 from clearsight.catalog import sqlite_url
 from clearsight.features import (
     PIXEL_COLUMNS,
+    STATISTICS_COLUMNS,
     EmbeddingProjection,
     fit_embedding_pca,
-    pixel_features,
+    geometry,
 )
 from clearsight.images import inspect_image
 from clearsight.prediction_log import (
@@ -147,10 +148,8 @@ def test_the_queue_writes_batches_of_hashed_rows(url, opened):
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_rows_carry_the_gate_features_pixels_from_the_writer_embeddings_from_the_server(
-    url, opened
-):
-    log = PredictionLog(url, pixel_features=pixel_features, flush_interval=30)
+def test_rows_carry_the_servers_features_and_the_writers_geometry(url, opened):
+    log = PredictionLog(url, image_features=geometry, flush_interval=30)
     opened.append(log)
     good, other = image_bytes(1), image_bytes(2)
     broken = b"\x89PNG\r\n\x1a\n not an image"
@@ -164,14 +163,14 @@ def test_rows_carry_the_gate_features_pixels_from_the_writer_embeddings_from_the
     assert log.log(entry("tensor", count=1))
     assert log.flush(timeout=20)
     by_request = {(r["puid"], r["item"]): r["features"] for r in rows(url)}
-    assert by_request[("with-features", 0)] == pytest.approx({**pixel_features(good), **server[0]})
+    assert by_request[("with-features", 0)] == pytest.approx({**geometry(good), **server[0]})
     assert by_request[("with-features", 1)] == pytest.approx(
-        {**pixel_features(other), "embedding_1": 2.0}
+        {**geometry(other), "embedding_1": 2.0}
     )
     # An image the writer cannot read keeps the server's features; no pixel statistics.
     assert by_request[("with-features", 2)] == server[2]
-    assert by_request[("pixels-only", 0)] == pytest.approx(pixel_features(good))
-    assert set(by_request[("pixels-only", 0)]) == set(PIXEL_COLUMNS)
+    assert by_request[("pixels-only", 0)] == pytest.approx(geometry(good))
+    assert set(by_request[("pixels-only", 0)]) == set(PIXEL_COLUMNS) - set(STATISTICS_COLUMNS)
     assert by_request[("tensor", 0)] is None
 
 
