@@ -279,6 +279,7 @@ def _summary(
     promote_run: Any,
     model_name: str,
     deploy_run: Any = None,
+    notes: list[str] | None = None,
 ) -> None:
     from zenml.client import Client
     from zenml.utils.dashboard_utils import get_run_url
@@ -364,6 +365,8 @@ def _summary(
         _champion_line(model_name)
     if deploy_run is not None:
         _deployment_summary(deploy_run)
+    for line in notes or []:
+        click.echo(line)
     click.echo("")
     click.echo("Next:")
     click.echo("  make dashboard            # ZenML dashboard: runs, artifacts, lineage")
@@ -554,7 +557,9 @@ EXAMPLES = (
     "  python run.py deploy\n"
     "  python run.py endpoint\n"
     "  python run.py monitor --window-hours 168\n"
-    "  python run.py schedule                 # production stack: daily ingest, weekly retrain\n"
+    "  python run.py monitor --retrain        # retrain, gate, deploy when a check fails\n"
+    "  python run.py retrain --reason 'new reviewed images'\n"
+    "  python run.py schedule                 # production stack: ingest, training, monitor\n"
     "  python run.py trigger train --conf '{\"epochs\": 5}'"
 )
 
@@ -796,7 +801,7 @@ def monitor(
     retrain: bool,
     actor: str,
 ) -> None:
-    r"""Judge the served model's recent traffic: drift, uncertainty, production accuracy.
+    """Judge the served model's recent traffic: drift, uncertainty, production accuracy.
 
     \b
     Examples:
@@ -813,6 +818,12 @@ def monitor(
     pipeline = _monitor_pipeline(monitor_config, name, window_hours)  # checks the rules
     try:
         target = serving_target(name, model_version or parameters.get("model_version"))
+        if retrain and target.zenml_version != serving_target(name).zenml_version:
+            raise PreconditionError(
+                f"--retrain acts on the champion's traffic only; version "
+                f"{target.zenml_version} is not the champion. Drop --model-version (or "
+                "--retrain), or retrain by hand: python run.py retrain --reason '...'"
+            )
         reference_and_classes(target)
         check_prediction_log(parameters.get("catalog_url"))
     except MonitoringError as error:
@@ -889,7 +900,7 @@ def _monitor_summary(monitor_run: Any) -> Any:
 @actor_option
 @click.pass_obj
 def retrain(obj: dict[str, Any], reason: str, data_dir: str | None, actor: str) -> None:
-    r"""The retrain chain: ingest (with reviewed images), train, gate; deploy only if promoted.
+    """The retrain chain: ingest (with reviewed images), train, gate; deploy only if promoted.
 
     A challenger the gate rejects is never deployed, and a chain that fails
     leaves the champion serving. Every run of the chain carries the ZenML tag
@@ -923,6 +934,9 @@ def _retrain(
     outcome = "failed"
     try:
         runs["ingest"] = _run_ingest(obj["ingest_config"], data_dir, False, False)
+        if trigger == "monitor" and _same_data_as_champion(name):
+            outcome = "skipped"
+            return
         runs["train"] = _run_train(obj["train_config"], hyperparameters, no_cache=True)
         from zenml.client import Client
 
@@ -935,10 +949,36 @@ def _retrain(
     finally:
         _RUN_TAGS.clear()
         record_retrain(name, reasons, trigger, actor or "pipeline", outcome, runs)
-    _summary(runs["ingest"], runs["train"], runs["promote"], name, runs.get("deploy"))
-    click.echo(f"  retrain         {trigger}: {'; '.join(reasons)}")
+        if outcome == "skipped":
+            click.echo(
+                "  retrain         skipped: the ingested dataset is the one the champion was "
+                "trained on, so retraining would learn nothing new about the drift. Label "
+                "the drifted images first (review app: Review queue; kept images: "
+                "prediction_log.image_uri), then: python run.py retrain --reason '...'"
+            )
+    notes = [f"  retrain         {trigger}: {'; '.join(reasons)}"]
     if outcome == "rejected":
-        click.echo("  deployment      none: the gate rejected the challenger; the champion serves")
+        notes.append(
+            "  deployment      none: the gate rejected the challenger; the champion serves"
+        )
+    _summary(runs["ingest"], runs["train"], runs["promote"], name, runs.get("deploy"), notes)
+
+
+def _same_data_as_champion(model_name: str) -> bool:
+    """Whether the latest dataset is the champion's training dataset (same fingerprint)."""
+    from zenml import Model
+    from zenml.client import Client
+
+    from steps.promotion.champion import current_champion
+
+    champion = current_champion(model_name)
+    if champion is None:
+        return False
+    trained_on = Model(name=model_name, version=champion.zenml_version).get_artifact(
+        ArtifactName.DATASET
+    )
+    latest = Client().get_artifact_version(ArtifactName.DATASET)
+    return trained_on is not None and trained_on.load().fingerprint == latest.load().fingerprint
 
 
 def _promoted(promote_run: Any) -> bool:
@@ -963,7 +1003,7 @@ def _promoted(promote_run: Any) -> bool:
 def schedule_command(
     obj: dict[str, Any], schedules_config: Path, data_dir: str | None, remove: bool
 ) -> None:
-    r"""Schedule ingest (daily), training (weekly) and the monitor (hourly) on Airflow.
+    """Schedule ingest (daily), training (weekly) and the monitor (hourly) on Airflow.
 
     \b
     Examples:
@@ -1004,7 +1044,7 @@ def schedule_command(
 @click.option("--conf", "conf", help="Overrides for this run as JSON, e.g. '{\"epochs\": 5}'.")
 @click.pass_obj
 def trigger_command(obj: dict[str, Any], name: str, conf: str | None) -> None:
-    r"""Run a scheduled pipeline now on Airflow, with hyper-parameter overrides.
+    """Run a scheduled pipeline now on Airflow, with hyper-parameter overrides.
 
     \b
     Examples:

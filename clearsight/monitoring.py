@@ -888,7 +888,7 @@ def summary_lines(result: MonitorResult) -> list[str]:
         if check.status == INSUFFICIENT or check.label is not None:
             lines.append(f"                  {check.status}: {check.detail}")
     if result.retrain_reasons:
-        lines.append("  retrain         yes:")
+        lines.append("  retrain         recommended (python run.py monitor --retrain runs it):")
         lines.extend(f"                  - {reason}" for reason in result.retrain_reasons)
     else:
         lines.append("  retrain         no")

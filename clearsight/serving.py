@@ -634,9 +634,9 @@ def request_meta(request: Any) -> tuple[str | None, dict[str, Any] | None]:
 
 # --- feedback ------------------------------------------------------------
 
-FEEDBACK_EXAMPLE = (
-    "{'response': {'meta': {'puid': '<meta.puid of the answer>'}}, "
-    "'truth': {'data': {'ndarray': [['<label>']]}}}"
+FEEDBACK_EXAMPLE = (  # JSON, to paste into a request body
+    '{"response": {"meta": {"puid": "<meta.puid of the answer>"}}, '
+    '"truth": {"data": {"ndarray": [["<label>"]]}}}'
 )
 
 

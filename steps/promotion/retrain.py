@@ -11,7 +11,8 @@ adds the reasons:
   ``clearsight.retrain_reason`` on the training's MLflow run, beside the
   registered model version;
 - the audit log (``audit_log`` in the catalog; the review app's Admin page):
-  action ``retrain``, the outcome (``promoted``, ``rejected`` or ``failed``),
+  action ``retrain``, the outcome (``promoted``, ``rejected``, ``skipped`` or
+  ``failed``),
   the reasons and the runs.
 
 Recording never raises: a chain that ran is not turned into a failure by a
@@ -75,8 +76,10 @@ def record_retrain(
             operator's ``--reason``).
         trigger: ``manual``, ``monitor`` or ``schedule``.
         actor: Who asked (``pipeline`` for the monitor).
-        outcome: ``promoted``, ``rejected`` or ``failed`` (a run of the chain
-            failed; the champion was not touched).
+        outcome: ``promoted``, ``rejected``, ``skipped`` (a monitor-triggered
+            chain whose ingest found the champion's own dataset: nothing new
+            to learn) or ``failed`` (a run of the chain failed; the champion
+            was not touched).
         runs: The chain's runs by name (``monitor``, ``ingest``, ``train``,
             ``promote``, ``deploy``); missing or None for those that did not run.
     """

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -286,36 +287,54 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
     # The retrain the monitor triggers: a deliberately weak challenger (one epoch).
     train["parameters"]["hyperparameters"].update(epochs=1, patience=1)
     train["parameters"]["label_review"]["enabled"] = False
+    # New labelled data since the champion: the digits plus ten inverted training
+    # digits under their labels (what reviewers would add after such a drift).
+    grown = tmp_path / "digits-and-reviewed"
+    shutil.copytree(digits_dir, grown)
+    for path in sorted((digits_dir / "train").rglob("*.png"))[:10]:
+        (grown / "train" / path.parent.name / f"inverted-{path.name}").write_bytes(
+            invert(path.read_bytes())
+        )
     ingest = yaml.safe_load((ROOT / "configs" / "ingest.yaml").read_text())
-    ingest["parameters"]["data_dir"] = str(digits_dir)
+    ingest["parameters"]["data_dir"] = str(grown)
     (tmp_path / "ingest.yaml").write_text(yaml.safe_dump(ingest))
+    ingest["parameters"]["data_dir"] = str(digits_dir)
+    (tmp_path / "ingest-unchanged.yaml").write_text(yaml.safe_dump(ingest))
     config = yaml.safe_load((ROOT / "configs" / "monitor.yaml").read_text())
     config["parameters"]["rules"] = RULES.model_dump(mode="json")
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(train))
     (tmp_path / "monitor.yaml").write_text(yaml.safe_dump(config))
-    command = subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "--train-config",
-            str(tmp_path / "train.yaml"),
-            "--ingest-config",
-            str(tmp_path / "ingest.yaml"),
-            "monitor",
-            "--monitor-config",
-            str(tmp_path / "monitor.yaml"),
-            "--window-hours",
-            "6",
-            "--retrain",
-            "--actor",
-            "monitor-test",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "CLEARSIGHT_CATALOG_URL": shifted, PUSHGATEWAY_URL_ENV: pushgateway},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+    def monitor_and_retrain(ingest_config: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "run.py",
+                "--train-config",
+                str(tmp_path / "train.yaml"),
+                "--ingest-config",
+                str(tmp_path / ingest_config),
+                "monitor",
+                "--monitor-config",
+                str(tmp_path / "monitor.yaml"),
+                "--window-hours",
+                "6",
+                "--retrain",
+                "--actor",
+                "monitor-test",
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "CLEARSIGHT_CATALOG_URL": shifted,
+                PUSHGATEWAY_URL_ENV: pushgateway,
+            },
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    command = monitor_and_retrain("ingest.yaml")
     out = command.stdout
     assert command.returncode == 0, out[-3000:] + command.stderr[-3000:]
     last = newest_run("monitor")
@@ -328,7 +347,7 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
     assert moved.figures.labelled == 0 and moved.check(ACCURACY).detail.startswith("0 labelled")
     assert re.search(rf"predictions\s+{IMAGES} \(0 without features\)", out), out
     assert f"share {moved.drift.drift_share:.2f}" in out and "[ALERT]" in out
-    assert "retrain         yes:" in out and "dashboard       " in out
+    assert "retrain         recommended" in out and "dashboard       " in out
 
     metrics = requests.get(f"{pushgateway}/metrics", timeout=10).text
     pushed = {
@@ -383,6 +402,15 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
     assert audit[0]["actor"] == "monitor-test" and audit[0]["target"] == MODEL
     assert audit[0]["details"]["reasons"] == moved.retrain_reasons
     assert set(audit[0]["details"]["runs"]) == {"monitor", "ingest", "train", "promote"}
+
+    # 4. The same drift again with nothing new to learn from (the champion's own
+    # dataset): the chain stops after ingest and says what to do instead.
+    again = monitor_and_retrain("ingest-unchanged.yaml")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "retrain         skipped: the ingested dataset is the one the champion" in again.stdout
+    audit = ReviewStore(shifted).audit_log()
+    assert audit[0]["action"] == "retrain" and audit[0]["outcome"] == "skipped"
+    assert set(audit[0]["details"]["runs"]) == {"monitor", "ingest"}
 
 
 # The dashboard a newcomer opens: the local ZenML server on the store the test above

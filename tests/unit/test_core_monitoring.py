@@ -600,7 +600,7 @@ def test_summary_lines_and_page_show_the_window_figures_and_reasons():
     assert "2026-11-30 12:00 to 2026-12-01 12:00 UTC (24 h)" in text
     assert "share 0.10, 0/20 columns  [ok]" in text
     assert "accuracy        0.808 (95% CI 0.729-0.869, n=120)  [ALERT]" in text
-    assert "retrain         yes:" in text and "production accuracy 0.81 < 0.9" in text
+    assert "retrain         recommended" in text and "production accuracy 0.81 < 0.9" in text
     assert result.retrain and result.check(ACCURACY).status == ALERT
     page = summary_html(result_of(figures(n=5, labelled=0, correct=0)))
     assert "<h2>Monitor: clf v4</h2>" in page and "insufficient" in page and "<p>none</p>" in page

@@ -10,6 +10,7 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from clearsight.errors import CatalogError
+from clearsight.monitoring import ACCURACY, DATA_DRIFT, INSUFFICIENT, UNCERTAIN_SHARE
 from ui.components.auth import require_user
 from ui.components.charts import accuracy_chart
 from ui.config import load_config
@@ -83,14 +84,25 @@ else:
     accuracy = latest.get("production_accuracy")
     drift = latest.get("drift_share")
     uncertain = latest.get("uncertain_share")
+    checks = latest.get("checks") or {}
+
+    def shown(value: float | None, check: str) -> str:
+        """A figure, marked when the monitor had too little evidence to judge it."""
+        if value is None:
+            return "n/a"
+        judged = checks.get(check) != INSUFFICIENT
+        return f"{value:.1%}" if judged else f"{value:.1%} (not judged)"
+
     cols = st.columns(4)
-    cols[0].metric(
-        f"Production accuracy (v{monitored[0].number})",
-        "n/a" if accuracy is None else f"{accuracy:.1%}",
-    )
+    cols[0].metric(f"Production accuracy (v{monitored[0].number})", shown(accuracy, ACCURACY))
     cols[1].metric("Labelled answers", latest.get("labelled", 0))
-    cols[2].metric("Drift share", "n/a" if drift is None else f"{drift:.1%}")
-    cols[3].metric("Uncertain share", "n/a" if uncertain is None else f"{uncertain:.1%}")
+    cols[2].metric("Drift share", shown(drift, DATA_DRIFT))
+    cols[3].metric("Uncertain share", shown(uncertain, UNCERTAIN_SHARE))
+    if any(status == INSUFFICIENT for status in checks.values()):
+        st.caption(
+            "(not judged): too few predictions or labels in the window for a decision "
+            "(minimums in configs/monitor.yaml); the figure is shown for information."
+        )
     percent = st.column_config.NumberColumn(format="percent")
     st.dataframe(
         pd.DataFrame(monitoring.figures_table(monitored)),
