@@ -817,8 +817,9 @@ def monitor(
     parameters = _load_yaml(monitor_config).get("parameters") or {}
     pipeline = _monitor_pipeline(monitor_config, name, window_hours)  # checks the rules
     try:
-        target = serving_target(name, model_version or parameters.get("model_version"))
-        if retrain and target.zenml_version != serving_target(name).zenml_version:
+        chosen = model_version or parameters.get("model_version")
+        target = serving_target(name, chosen)
+        if retrain and chosen is not None and target.zenml_version != _champion_number(name):
             raise PreconditionError(
                 f"--retrain acts on the champion's traffic only; version "
                 f"{target.zenml_version} is not the champion. Drop --model-version (or "
@@ -838,6 +839,13 @@ def monitor(
         click.echo(
             "  retrain         not needed: every check in retrain_on passed or was not judged"
         )
+
+
+def _champion_number(model_name: str) -> int | None:
+    from steps.promotion.champion import current_champion
+
+    champion = current_champion(model_name)
+    return champion.zenml_version if champion else None
 
 
 def _monitor_pipeline(config: Path, model_name: str, window_hours: float | None = None) -> Any:

@@ -1,8 +1,9 @@
 """Which model version the monitor judges, and its reference, in ZenML and MLflow.
 
-The serving version is the one the MLflow alias ``champion`` names (its
-``zenml_model_version`` tag gives the ZenML model version); its reference is
-the ``reference_features`` table the promote pipeline linked to that version.
+The serving version is the champion (:mod:`steps.promotion.champion`: the
+production stage, moved together with the MLflow alias ``champion``); its
+reference is the ``reference_features`` table the promote pipeline linked to
+that version.
 ``run.py`` calls these before a run to check its preconditions; the window
 step calls them again when no version is given (a scheduled run follows the
 champion).
@@ -17,6 +18,7 @@ from zenml.client import Client
 
 from clearsight.monitoring import MonitoringError
 from clearsight.names import CHAMPION_ALIAS, ArtifactName
+from steps.promotion.champion import PromotionError, production_version, registered_version
 
 
 @dataclass(frozen=True)
@@ -28,24 +30,26 @@ class MonitorTarget:
     registered_version: str | None
 
 
-def _mlflow_client():
-    registry = Client().active_stack.model_registry
-    if registry is None:
-        raise MonitoringError(
-            "The active stack has no model registry, so the champion cannot be found. "
-            "Fix: python -m stack.register (or zenml stack set embedded)."
-        )
-    return registry.mlflow_client
-
-
 def serving_target(model_name: str, number: int | None = None) -> MonitorTarget:
-    """The version to monitor: ``number``, else the MLflow ``champion``'s ZenML version.
+    """The version to monitor: ``number``, else the champion's.
+
+    The champion is :mod:`steps.promotion.champion`'s (the production stage,
+    which ``set_champion`` moves together with the MLflow alias ``champion``
+    that the deployment serves).
 
     Raises:
         MonitoringError: No champion (with the command that makes one), or the
             version does not exist.
     """
-    if number is not None:
+    if number is None:
+        version = production_version(model_name)
+        if version is None:
+            raise MonitoringError(
+                f"{model_name} has no champion (MLflow alias {CHAMPION_ALIAS!r}): nothing is "
+                "served, so there is nothing to monitor. Fix: python run.py (train, gate, "
+                "promote, deploy), or pass --model-version N."
+            )
+    else:
         try:
             version = Client().get_model_version(model_name, number)
         except KeyError:
@@ -53,28 +57,11 @@ def serving_target(model_name: str, number: int | None = None) -> MonitorTarget:
                 f"Model {model_name!r} has no version {number}. List them: "
                 f"zenml model version list {model_name}"
             ) from None
-        registered = None
-        artifact = version.get_artifact(ArtifactName.REGISTERED_MODEL)
-        if artifact is not None:
-            registered = str(artifact.load()["registered_model_version"])
-        return MonitorTarget(model_name, number, registered)
     try:
-        champion = _mlflow_client().get_model_version_by_alias(model_name, CHAMPION_ALIAS)
-    except MonitoringError:
-        raise
-    except Exception:  # noqa: BLE001 - MLflow raises a generic exception for a missing alias
-        raise MonitoringError(
-            f"{model_name} has no champion (MLflow alias {CHAMPION_ALIAS!r}): nothing is "
-            "served, so there is nothing to monitor. Fix: python run.py (train, gate, "
-            "promote, deploy), or pass --model-version N."
-        ) from None
-    tag = champion.tags.get("zenml_model_version", "")
-    if not tag.isdigit():
-        raise MonitoringError(
-            f"MLflow {model_name} v{champion.version} (the champion) does not name its ZenML "
-            "model version (tag zenml_model_version). Fix: pass --model-version N."
-        )
-    return MonitorTarget(model_name, int(tag), str(champion.version))
+        registered: str | None = registered_version(version)[1]
+    except PromotionError:  # its training never finished registering it
+        registered = None
+    return MonitorTarget(model_name, version.number, registered)
 
 
 def reference_and_classes(target: MonitorTarget) -> tuple[pd.DataFrame, list[str]]:

@@ -16,7 +16,6 @@ import email
 import html
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -31,6 +30,7 @@ from zenml import Model, pipeline, step
 
 from steps.alert_hooks import alert_on_failure
 from tests.conftest import ROOT
+from tests.integration.test_seldon_endpoint import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,22 +54,6 @@ def broken_step() -> None:
 def failing_pipeline() -> None:
     """One failing step, with the pipelines' failure hook."""
     broken_step()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, message: str, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(message)
 
 
 class Mailbox:

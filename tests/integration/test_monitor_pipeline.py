@@ -16,7 +16,6 @@ import io
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ from clearsight.monitoring import (
 from clearsight.names import ArtifactName
 from clearsight.review import ReviewStore
 from tests.conftest import ROOT
+from tests.integration.test_seldon_endpoint import free_port
 from tests.unit.test_core_monitoring import CONTRACT
 
 pytestmark = pytest.mark.integration
@@ -160,12 +160,6 @@ def invert(data: bytes) -> bytes:
         buffer = io.BytesIO()
         ImageOps.invert(image.convert("RGB")).save(buffer, format="PNG")
         return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
