@@ -107,17 +107,11 @@ def _check_stack(
         )
 
 
-# Tags every pipeline run gets while a command runs (the retrain chain's trigger).
-_RUN_TAGS: list[str] = []
-
-
 def _execute(pipeline: Any) -> Any:
     """Run on the active stack (waiting for Airflow when it orchestrates)."""
     from stack.orchestration import PipelineRunError, execute
     from stack.preflight import ServiceDownError
 
-    if _RUN_TAGS:
-        pipeline = pipeline.with_options(tags=list(_RUN_TAGS))
     try:
         return execute(pipeline, echo=click.echo)
     except (ServiceDownError, PipelineRunError) as error:
@@ -194,10 +188,8 @@ def _check_ingest_folder(folder: Path, label_aliases: Any) -> None:
         )
 
 
-def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
-    """The ingest pipeline with its options (data folder resolved, catalog URL absolute)."""
-    from pipelines import ingest_pipeline
-
+def _ingest_parameters(config: Path, data_dir: str | None, dry_run: bool) -> dict[str, Any]:
+    """The checked ingest parameters of ``config``: folder resolved, catalog URL absolute."""
     params = _load_yaml(config).get("parameters", {})
     folder = Path(data_dir or params.get("data_dir") or "data/digits").expanduser()
     if not folder.is_absolute():
@@ -208,10 +200,17 @@ def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache
     _check_ingest_options(params, config)
     _check_ingest_folder(folder, params.get("label_aliases"))
     _check_group_table(folder, params.get("groups"))
-    overrides: dict[str, Any] = {"data_dir": str(folder), "dry_run": dry_run}
+    resolved: dict[str, Any] = {**params, "data_dir": str(folder), "dry_run": dry_run}
     if not params.get("catalog_url") and not os.environ.get(CATALOG_URL_ENV):
-        overrides["catalog_url"] = DEFAULT_CATALOG_URL
-    options: dict[str, Any] = {"config_path": str(config), "parameters": overrides}
+        resolved["catalog_url"] = DEFAULT_CATALOG_URL
+    return resolved
+
+
+def _ingest_pipeline(config: Path, data_dir: str | None, dry_run: bool, no_cache: bool) -> Any:
+    """The ingest pipeline with its options (data folder resolved, catalog URL absolute)."""
+    from pipelines import ingest_pipeline
+
+    options: dict[str, Any] = {"parameters": _ingest_parameters(config, data_dir, dry_run)}
     if no_cache:
         options["enable_cache"] = False
     return ingest_pipeline.with_options(**options)
@@ -289,9 +288,8 @@ def _summary(
     click.secho("Summary", bold=True)
     click.echo(f"  stack           {client.active_stack_model.name}")
     dashboard = False
-    for run in (ingest_run, train_run, promote_run, deploy_run):
-        if run is None:
-            continue
+    listed = {run.id: run for run in (ingest_run, train_run, promote_run, deploy_run) if run}
+    for run in listed.values():  # the retrain pipeline's one run plays every part
         run = client.get_pipeline_run(run.id)
         click.echo(f"  run             {run.name}  [{run.status.value}]")
         url = get_run_url(run)  # None without a ZenML server
@@ -559,8 +557,8 @@ EXAMPLES = (
     "  python run.py monitor --window-hours 168\n"
     "  python run.py monitor --retrain        # retrain, gate, deploy when a check fails\n"
     "  python run.py retrain --reason 'new reviewed images'\n"
-    "  python run.py schedule                 # production stack: ingest, training, monitor\n"
-    "  python run.py trigger train --conf '{\"epochs\": 5}'"
+    "  python run.py schedule                 # production stack: ingest, retrain, monitor\n"
+    "  python run.py trigger retrain --conf '{\"epochs\": 5}'"
 )
 
 
@@ -922,6 +920,55 @@ def retrain(obj: dict[str, Any], reason: str, data_dir: str | None, actor: str) 
     _retrain(obj, [reason], "manual", data_dir, actor)
 
 
+def _retrain_pipeline(
+    obj: dict[str, Any],
+    trigger: str,
+    reasons: list[str],
+    actor: str | None,
+    data_dir: str | None = None,
+    monitor_run_id: str | None = None,
+) -> Any:
+    """The retrain pipeline configured from the four configs, every option checked first."""
+    from zenml import Model
+
+    from pipelines import retrain_pipeline
+
+    name = _model_name(obj["train_config"])
+    if _champion_number(name) is None:
+        raise PreconditionError(
+            f"Model {name!r} has no champion yet, so a retrained version has nothing to be "
+            "compared with. Fix: python run.py (trains, judges and serves the first one)."
+        )
+    train = _load_yaml(obj["train_config"])
+    label_review = train.get("parameters", {}).get("label_review")
+    _check_label_review(label_review, obj["train_config"])
+    promote = _load_yaml(obj["promote_config"]).get("parameters", {})
+    deploy = _load_yaml(obj["deploy_config"])
+    deployment = {
+        **(deploy.get("parameters") or {}),
+        **((deploy.get("steps") or {}).get("deploy_champion", {}).get("parameters") or {}),
+    }
+    return retrain_pipeline.with_options(
+        model=Model(**train["model"]),
+        parameters={
+            "model_name": name,
+            "ingest": _ingest_parameters(obj["ingest_config"], data_dir, dry_run=False),
+            "hyperparameters": _training_parameters(obj["train_config"], {}).model_dump(
+                mode="json"
+            ),
+            "label_review": label_review or {},
+            "rules": _promotion_rules(obj["promote_config"]).model_dump(mode="json"),
+            "embedding_components": promote.get("embedding_components", 5),
+            "deployment": deployment,
+            "trigger": trigger,
+            "reasons": reasons,
+            "actor": actor or "pipeline",
+            "monitor_run_id": monitor_run_id,
+        },
+        tags=[f"retrain:{trigger}", *(_actor_tags(actor) or [])],
+    )
+
+
 def _retrain(
     obj: dict[str, Any],
     reasons: list[str],
@@ -930,46 +977,47 @@ def _retrain(
     actor: str | None,
     monitor_run: Any = None,
 ) -> None:
-    """Ingest, train (never cached), gate, and deploy when promoted; record why."""
+    """Run the retrain pipeline; a monitor's request first checks for new data."""
+    from zenml.client import Client
+
+    from clearsight.names import PipelineName
     from steps.promotion.retrain import record_retrain
 
     _check_stack(needs_tracker=True, needs_validator=True, needs_deployer=True)
     name = _model_name(obj["train_config"])
-    hyperparameters = _training_parameters(obj["train_config"], {})
-    rules = _promotion_rules(obj["promote_config"])
-    _RUN_TAGS[:] = [f"retrain:{trigger}"]
+    pipeline = _retrain_pipeline(
+        obj, trigger, reasons, actor, data_dir, str(monitor_run.id) if monitor_run else None
+    )
     runs: dict[str, Any] = {"monitor": monitor_run}
-    outcome = "failed"
-    try:
-        runs["ingest"] = _run_ingest(obj["ingest_config"], data_dir, False, False)
-        if trigger == "monitor" and _same_data_as_champion(name):
-            outcome = "skipped"
-            return
-        runs["train"] = _run_train(obj["train_config"], hyperparameters, no_cache=True)
-        from zenml.client import Client
-
-        number = Client().get_pipeline_run(runs["train"].id).model_version.number
-        runs["promote"] = _run_promote(obj["promote_config"], name, rules, number, actor=actor)
-        promoted = _promoted(runs["promote"])
-        outcome = "promoted" if promoted else "rejected"
-        if promoted:
-            runs["deploy"] = _run_deploy(obj["deploy_config"], name, actor)
-    finally:
-        _RUN_TAGS.clear()
-        record_retrain(name, reasons, trigger, actor or "pipeline", outcome, runs)
-        if outcome == "skipped":
+    if trigger == "monitor":  # retraining on the champion's own data would learn nothing new
+        check = _ingest_pipeline(obj["ingest_config"], data_dir, False, False)
+        runs["ingest"] = _execute(check.with_options(tags=[f"retrain:{trigger}"]))
+        if _same_data_as_champion(name):
+            record_retrain(name, reasons, trigger, actor or "pipeline", "skipped", runs)
             click.echo(
                 "  retrain         skipped: the ingested dataset is the one the champion was "
                 "trained on, so retraining would learn nothing new about the drift. Label "
                 "the drifted images first (review app: Review queue; kept images: "
                 "prediction_log.image_uri), then: python run.py retrain --reason '...'"
             )
-    notes = [f"  retrain         {trigger}: {'; '.join(reasons)}"]
-    if outcome == "rejected":
-        notes.append(
-            "  deployment      none: the gate rejected the challenger; the champion serves"
+            return
+    started = Client().list_pipeline_runs(pipeline_name=PipelineName.RETRAIN, size=1).total
+    try:
+        run = _execute(pipeline)
+    except PreconditionError:
+        newest = Client().list_pipeline_runs(
+            pipeline_name=PipelineName.RETRAIN, sort_by="desc:created", size=1
         )
-    _summary(runs["ingest"], runs["train"], runs["promote"], name, runs.get("deploy"), notes)
+        if newest.total > started:
+            runs["retrain"] = newest.items[0]
+        record_retrain(name, reasons, trigger, actor or "pipeline", "failed", runs)
+        raise
+    notes = [f"  retrain         {trigger}: {'; '.join(reasons)}"]
+    if not _promoted(run):
+        notes.append(
+            "  deployment      unchanged: the gate rejected the challenger; the champion serves"
+        )
+    _summary(run, run, run, name, run, notes)
 
 
 def _same_data_as_champion(model_name: str) -> bool:
@@ -997,33 +1045,48 @@ def _promoted(promote_run: Any) -> bool:
     return bool(decision.promote)
 
 
+SCHEDULED = ("ingest", "retrain", "monitor")
+
+
 @main.command("schedule")
 @click.option(
     "--schedules-config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=CONFIGS / "schedules.yaml",
     show_default=True,
-    help="Cron per pipeline (ingest, train, monitor).",
+    help="Cron per pipeline (ingest, retrain, monitor).",
 )
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder the daily ingest reads.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder the ingest runs read.")
 @click.option("--remove", is_flag=True, help="Delete the schedules instead.")
 @click.pass_obj
 def schedule_command(
     obj: dict[str, Any], schedules_config: Path, data_dir: str | None, remove: bool
 ) -> None:
-    """Schedule ingest (daily), training (weekly) and the monitor (hourly) on Airflow.
+    """Schedule ingest (daily), the retrain chain (weekly) and the monitor (hourly) on Airflow.
+
+    The retrain chain ingests, trains, judges the new version against the
+    champion of the moment and serves the champion (a rejected challenger
+    changes nothing). It needs a champion: run python run.py first.
 
     \b
     Examples:
       python run.py schedule
       python run.py schedule --remove
     """
-    from stack.orchestration import PipelineRunError, remove_schedule, schedule
+    from stack.orchestration import (
+        PipelineRunError,
+        registered_schedules,
+        remove_schedule,
+        schedule,
+    )
     from stack.preflight import ServiceDownError
 
     _check_stack(needs_tracker=True)
     crons = _load_yaml(schedules_config)
-    for name in ("ingest", "train", "monitor"):
+    if "train-schedule" in registered_schedules():  # bare training, scheduled before the chain
+        remove_schedule("train-schedule")
+        click.echo("  train   removed (the retrain chain replaces bare training)")
+    for name in SCHEDULED:
         if remove:
             done = remove_schedule(f"{name}-schedule")
             click.echo(f"  {name:7} {'removed' if done else 'not scheduled'}")
@@ -1036,27 +1099,28 @@ def schedule_command(
         elif name == "monitor":  # judges whichever version is champion when it runs
             pipeline = _monitor_pipeline(CONFIGS / "monitor.yaml", _model_name(obj["train_config"]))
         else:
-            parameters = _training_parameters(obj["train_config"], {})
-            pipeline = _train_pipeline(obj["train_config"], parameters, no_cache=True)
+            pipeline = _retrain_pipeline(obj, "schedule", [f"scheduled ({cron})"], None, data_dir)
         try:
             outcome = schedule(pipeline, f"{name}-schedule", cron)
         except (ServiceDownError, PipelineRunError) as error:
             raise PreconditionError(str(error)) from None
         click.echo(f"  {name:7} {cron:12} {outcome}")
     if not remove:
-        click.echo("Airflow shows them as DAGs; run one now: python run.py trigger train")
+        click.echo("Airflow shows them as DAGs; run one now: python run.py trigger retrain")
 
 
 @main.command("trigger")
-@click.argument("name", type=click.Choice(["ingest", "train", "monitor"]))
-@click.option("--conf", "conf", help="Overrides for this run as JSON, e.g. '{\"epochs\": 5}'.")
+@click.argument("name", type=click.Choice(SCHEDULED))
+@click.option(
+    "--conf", "conf", help="Hyper-parameter overrides for this run as JSON, e.g. '{\"epochs\": 5}'."
+)
 @click.pass_obj
 def trigger_command(obj: dict[str, Any], name: str, conf: str | None) -> None:
-    """Run a scheduled pipeline now on Airflow, with hyper-parameter overrides.
+    """Run a scheduled pipeline now on Airflow (retrain: with hyper-parameter overrides).
 
     \b
     Examples:
-      python run.py trigger train --conf '{"epochs": 5, "learning_rate": 0.0003}'
+      python run.py trigger retrain --conf '{"epochs": 5, "learning_rate": 0.0003}'
       python run.py trigger ingest
     Same as: airflow dags trigger <dag id> --conf '...' (the DAG ids: python run.py schedule)
     """
@@ -1072,8 +1136,10 @@ def trigger_command(obj: dict[str, Any], name: str, conf: str | None) -> None:
             _, overrides = with_run_overrides(TrainingParameters(), conf)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--conf") from None
-        if name != "train":
-            raise click.BadParameter("only the train pipeline takes overrides", param_hint="--conf")
+        if name != "retrain":
+            raise click.BadParameter(
+                "only the retrain chain takes overrides (its training)", param_hint="--conf"
+            )
     try:
         run = trigger(f"{name}-schedule", overrides, echo=click.echo)
     except (ServiceDownError, PipelineRunError) as error:

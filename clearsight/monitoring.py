@@ -46,7 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from clearsight.catalog import display_url, resolve_catalog_url
 from clearsight.errors import ClearsightError
 from clearsight.features import PIXEL_COLUMNS, PREDICTION, embedding_columns
-from clearsight.prediction_log import GROUND_TRUTHS, PREDICTION_LOG
+from clearsight.prediction_log import GROUND_TRUTHS, PREDICTION_LOG, SMOKE_TEST_PUID_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,10 @@ def read_window(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The logged predictions of one model version in ``[start, end)``, with their truths.
 
+    The deploy pipeline's smoke test (request ids starting with
+    :data:`clearsight.prediction_log.SMOKE_TEST_PUID_PREFIX`) is not traffic
+    and is left out.
+
     Args:
         model_name: The served model (``prediction_log.model_name``).
         model_version: Its ZenML model version (``prediction_log.model_version``).
@@ -227,7 +231,10 @@ def read_window(
     log, truths = PREDICTION_LOG, GROUND_TRUTHS
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     in_window = and_(
-        log.c.model_name == model_name, log.c.created_at >= start, log.c.created_at < end
+        log.c.model_name == model_name,
+        log.c.created_at >= start,
+        log.c.created_at < end,
+        ~log.c.puid.startswith(SMOKE_TEST_PUID_PREFIX, autoescape=True),  # not traffic
     )
     try:
         with engine.connect() as connection:

@@ -15,6 +15,7 @@ class PipelineName(StrEnum):
     PROMOTE = "promote"
     DEPLOY = "deploy"
     MONITOR = "monitor"
+    RETRAIN = "retrain"
 
 
 class ArtifactName(StrEnum):

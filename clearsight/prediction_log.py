@@ -109,6 +109,10 @@ REVIEW = "review"
 TRUTH_SOURCES = (FEEDBACK, REVIEW)
 IMAGES = "images"
 TENSOR = "tensor"
+#: Request ids of the deploy pipeline's smoke test start with this: the
+#: prediction log keeps its answer, the monitor leaves it out of the traffic.
+SMOKE_TEST_PUID_PREFIX = "clearsight-smoke-test-"
+
 #: Which answered images' bytes are kept (``keep_images``).
 KEEP_NEVER, KEEP_UNCERTAIN, KEEP_ALL = "never", "uncertain", "all"
 KEEP_IMAGES = (KEEP_NEVER, KEEP_UNCERTAIN, KEEP_ALL)
@@ -425,6 +429,7 @@ class PredictionLog:
         self.dropped: collections.Counter[str] = collections.Counter()  # rows, by reason
         self.written = 0  # rows
         self.pruned = 0  # rows deleted by retention
+        self.images_pruned = 0  # kept images deleted with them
 
     # --- the answer path ---------------------------------------------------
 
@@ -635,22 +640,57 @@ class PredictionLog:
     def prune(self, now: datetime | None = None) -> int:
         """Delete rows older than the retention (the writer does it hourly); returns how many.
 
+        The kept images of those rows go too, unless a younger row still
+        refers to the same file (the store is content-addressed): retention
+        covers the pictures, not only their hashes.
+
         Raises:
             SQLAlchemyError, CatalogError: The database refused it.
         """
         if not self.retention_days:
             return 0
         cutoff = (now or datetime.now(UTC)) - timedelta(days=self.retention_days)
+        log = PREDICTION_LOG
+        old = log.c.created_at < cutoff
         with self.engine().begin() as connection:
-            deleted = connection.execute(
-                delete(PREDICTION_LOG).where(PREDICTION_LOG.c.created_at < cutoff)
-            ).rowcount
+            kept = {
+                uri
+                for (uri,) in connection.execute(
+                    select(log.c.image_uri).where(old, log.c.image_uri.is_not(None)).distinct()
+                )
+            }
+            deleted = connection.execute(delete(log).where(old)).rowcount
+            still_used = (
+                {
+                    uri
+                    for (uri,) in connection.execute(
+                        select(log.c.image_uri).where(log.c.image_uri.in_(kept)).distinct()
+                    )
+                }
+                if kept
+                else set()
+            )
         self.pruned += deleted
+        removed = sum(self._forget_image(uri) for uri in sorted(kept - still_used))
+        self.images_pruned += removed
         if deleted:
             logger.info(
-                "Prediction log: deleted %d rows older than %d days.", deleted, self.retention_days
+                "Prediction log: deleted %d rows and %d kept images older than %d days.",
+                deleted,
+                removed,
+                self.retention_days,
             )
         return deleted
+
+    def _forget_image(self, uri: str) -> bool:
+        """Delete one kept image; False (logged) if it could not be, or was gone."""
+        try:
+            if self._store is None:
+                self._store = _content_store(self.images_uri or uri.rsplit("/images/", 1)[0])
+            return self._store.delete(uri)
+        except Exception as error:  # noqa: BLE001 - retried by nobody: say which file stays
+            logger.error("Retention could not delete the kept image %s: %s", uri, error)
+            return False
 
     # --- database access -----------------------------------------------------
 

@@ -53,6 +53,9 @@ class LocalFileSystem:
     def walk(self, top: str) -> Iterator[tuple[str, list[str], list[str]]]:  # noqa: D102
         return os.walk(top)
 
+    def remove(self, path: str) -> None:  # noqa: D102
+        os.remove(path)
+
 
 def _is_remote(path: str) -> bool:
     return "://" in path
@@ -101,6 +104,18 @@ class ContentStore:
         """Read the bytes stored at ``uri``."""
         with self.fs.open(uri, "rb") as handle:
             return handle.read()
+
+    def delete(self, uri: str) -> bool:
+        """Delete the file at ``uri``; False when it was not there.
+
+        Uses the file system's ``remove`` (``zenml.io.fileio``,
+        :class:`LocalFileSystem`) or fsspec's ``rm_file``.
+        """
+        if not self.fs.exists(uri):
+            return False
+        remove = getattr(self.fs, "remove", None) or self.fs.rm_file
+        remove(uri)
+        return True
 
     def store_manifest(
         self,

@@ -4,6 +4,7 @@ from pipelines.deployment import deployment_pipeline
 from pipelines.ingest import ingest_pipeline
 from pipelines.monitoring import monitoring_pipeline
 from pipelines.promotion import promotion_pipeline
+from pipelines.retrain import retrain_pipeline
 from pipelines.training import training_pipeline
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "ingest_pipeline",
     "monitoring_pipeline",
     "promotion_pipeline",
+    "retrain_pipeline",
     "training_pipeline",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zenml import pipeline
 from zenml.client import Client
 
@@ -39,8 +41,9 @@ def deployment_pipeline(
         keep_images: Whose bytes the log keeps: never, uncertain or all.
         keep_images_sample_share: Share of the other answered images kept too.
     """
-    deployment = deploy_champion(
-        model_name=model_name,
+    serve_champion(
+        model_name,
+        Client().get_artifact_version(ArtifactName.DATASET),
         workers=workers,
         uncertain_threshold=uncertain_threshold,
         top_k=top_k,
@@ -51,4 +54,24 @@ def deployment_pipeline(
         keep_images=keep_images,
         keep_images_sample_share=keep_images_sample_share,
     )
-    smoke_test(deployment=deployment, dataset=Client().get_artifact_version(ArtifactName.DATASET))
+
+
+def serve_champion(model_name: str, dataset: Any, after: str | None = None, **settings: Any) -> Any:
+    """Wire deploying the champion and its smoke test into the pipeline being defined.
+
+    Used by :func:`deployment_pipeline` and by the retrain pipeline (after its
+    gate: a rejected challenger leaves the champion as it is, so the step finds
+    it already served and changes nothing).
+
+    Args:
+        model_name: The registered model whose ``champion`` alias is served.
+        dataset: A ``dataset`` artifact whose first test image the smoke test sends.
+        after: Invocation id of a step that must finish first.
+        settings: ``deploy_champion``'s serving parameters.
+
+    Returns:
+        The ``deployment`` output.
+    """
+    deployment = deploy_champion(model_name=model_name, after=after, **settings)
+    smoke_test(deployment=deployment, dataset=dataset)
+    return deployment

@@ -55,13 +55,13 @@ def ingest_pipeline(
             null: off; ``leakage``: ``move`` or ``report``), so re-saved,
             resized or cropped copies share a split (``clearsight.leakage``).
     """
-    candidate, scan_report = scan_images(
+    ingest_dataset(
         data_dir=data_dir,
+        catalog_url=catalog_url,
+        dry_run=dry_run,
         min_side=min_side,
         max_pixels=max_pixels,
         split_ratios=split_ratios,
-        dry_run=dry_run,
-        catalog_url=catalog_url,
         include_reviews=include_reviews,
         decoding=decoding,
         label_aliases=label_aliases,
@@ -69,8 +69,21 @@ def ingest_pipeline(
         groups=groups,
         near_duplicates=near_duplicates,
     )
+
+
+def ingest_dataset(dry_run: bool = False, catalog_url: str | None = None, **options: Any) -> Any:
+    """Wire the ingest steps into the pipeline being defined; the ``dataset`` output.
+
+    Used by :func:`ingest_pipeline` and by the retrain pipeline. ``options``
+    are :func:`steps.etl.scan_images`'s (see :func:`ingest_pipeline`).
+
+    Returns:
+        ``store_images``' ``dataset`` output, or None on a dry run.
+    """
+    candidate, scan_report = scan_images(dry_run=dry_run, catalog_url=catalog_url, **options)
     if dry_run:
         catalog_ingestion(dataset=candidate, report=scan_report, catalog_url=catalog_url)
-    else:
-        dataset, report = store_images(candidate=candidate, report=scan_report)
-        catalog_ingestion(dataset=dataset, report=report, catalog_url=catalog_url)
+        return None
+    dataset, report = store_images(candidate=candidate, report=scan_report)
+    catalog_ingestion(dataset=dataset, report=report, catalog_url=catalog_url)
+    return dataset

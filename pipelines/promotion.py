@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zenml import Model, pipeline
 from zenml.integrations.evidently.steps import evidently_report_step, evidently_test_step
 
@@ -40,14 +42,73 @@ def promotion_pipeline(
         rules: The gate's thresholds.
         actor: Who asked for this judgement (recorded with a promotion).
     """
-    rules = rules or PromotionRules()
     challenger = Model(name=model_name, version=challenger_version)
-    dataset = challenger.get_artifact(ArtifactName.DATASET)
-    mapping = ev.column_mapping(embedding_components)
-
-    # Linked to the judged version: monitoring reads its reference and projection there.
-    reference, current, drift, _ = featurize.with_options(model=challenger)(
+    champion = (
+        Model(name=model_name, version=champion_version)
+        if champion_version is not None and champion_version != challenger_version
+        else None
+    )
+    judge_challenger(
+        model_name=model_name,
         model=challenger.get_artifact(ArtifactName.MODEL),
+        calibration=challenger.get_artifact(ArtifactName.CALIBRATION),
+        dataset=challenger.get_artifact(ArtifactName.DATASET),
+        challenger=challenger,
+        challenger_version=challenger_version,
+        champion_model=champion.get_artifact(ArtifactName.MODEL) if champion else None,
+        champion_version=champion_version,
+        current_data_dir=current_data_dir,
+        embedding_components=embedding_components,
+        rules=rules or PromotionRules(),
+        actor=actor,
+    )
+
+
+def judge_challenger(
+    *,
+    model_name: str,
+    model: Any,
+    calibration: Any,
+    dataset: Any,
+    challenger: Model | None,
+    challenger_version: int | None,
+    champion_model: Any,
+    champion_version: Any,
+    current_data_dir: str | None,
+    embedding_components: int,
+    rules: PromotionRules,
+    actor: str,
+) -> Any:
+    """Wire the gate's evidence, the gate and its outcome into the pipeline being defined.
+
+    Used by :func:`promotion_pipeline` (a registered version judged) and by the
+    retrain pipeline (the version its own training created).
+
+    Args:
+        model_name: The ZenML model (also the MLflow registered model).
+        model: The challenger's ``model`` artifact (or a step's output).
+        calibration: The challenger's ``calibration``.
+        dataset: The challenger's ``dataset``.
+        challenger: The judged model version, when it is not the run's own
+            model version; ``featurize`` is linked to it so that monitoring
+            finds the version's reference and embedding projection.
+        challenger_version: Its version number; None: the run's own model version.
+        champion_model: The champion's ``model`` artifact, or None (first
+            model ever, or re-judging the champion).
+        champion_version: The champion's version number (an int, a step's
+            output, or None).
+        current_data_dir: Labelled folder for the drift checks (None: test split).
+        embedding_components: PCA components of the embedding used as features.
+        rules: The gate's thresholds.
+        actor: Who asked (recorded with a promotion).
+
+    Returns:
+        The gate's ``promotion_decision`` and ``apply_decision``'s ``promoted``.
+    """
+    mapping = ev.column_mapping(embedding_components)
+    features = featurize.with_options(model=challenger) if challenger is not None else featurize
+    reference, current, drift, _ = features(
+        model=model,
         dataset=dataset,
         current_data_dir=current_data_dir,
         embedding_components=embedding_components,
@@ -82,12 +143,9 @@ def promotion_pipeline(
     )
     champion_features = None
     champion_json = None
-    if champion_version is not None and champion_version != challenger_version:
-        champion = Model(name=model_name, version=champion_version)
+    if champion_model is not None:
         champion_features = score_champion(
-            model=champion.get_artifact(ArtifactName.MODEL),
-            dataset=dataset,
-            current_features=current,
+            model=champion_model, dataset=dataset, current_features=current
         )
         champion_json, _ = (
             evidently_report_step(  # reference: the champion; current: the challenger
@@ -102,7 +160,7 @@ def promotion_pipeline(
         current_features=current,
         drift_report=drift_json,
         test_report=tests_json,
-        calibration=challenger.get_artifact(ArtifactName.CALIBRATION),
+        calibration=calibration,
         dataset=dataset,
         challenger_version=challenger_version,
         model_name=model_name,
@@ -113,4 +171,4 @@ def promotion_pipeline(
         champion_version=champion_version,
         rules=rules,
     )
-    apply_decision(decision=decision, model_name=model_name, actor=actor)
+    return decision, apply_decision(decision=decision, model_name=model_name, actor=actor)

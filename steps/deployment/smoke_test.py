@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import uuid
 from typing import Annotated, Any
 
 import requests
@@ -11,6 +12,7 @@ from zenml import step
 from zenml.io import fileio
 
 from clearsight.dataset import DatasetManifest
+from clearsight.prediction_log import SMOKE_TEST_PUID_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,11 @@ def smoke_test(
     """
     record = dataset.split("test")[0]
     with fileio.open(record.uri, "rb") as handle:
-        payload = {"binData": base64.b64encode(handle.read()).decode()}
+        payload = {
+            "binData": base64.b64encode(handle.read()).decode(),
+            # Not traffic: the monitor leaves requests with this id prefix out.
+            "meta": {"puid": f"{SMOKE_TEST_PUID_PREFIX}{uuid.uuid4()}"},
+        }
     response = requests.post(deployment["prediction_url"], json=payload, timeout=30)
     if response.status_code != 200:
         raise RuntimeError(f"The endpoint answered {response.status_code}: {response.text[:500]}")

@@ -139,7 +139,7 @@ def promotion_gate(
     test_report: str,
     calibration: dict[str, Any],
     dataset: DatasetManifest,
-    challenger_version: int,
+    challenger_version: int | None,
     model_name: str,
     quality_report: str | None = None,
     drift_test_report: str | None = None,
@@ -157,7 +157,8 @@ def promotion_gate(
         test_report: JSON of the Evidently quality test suite (test split).
         calibration: The challenger's calibration figures (``test_ece_after``).
         dataset: The challenger's dataset (class names, in output order).
-        challenger_version: ZenML model version number of the challenger.
+        challenger_version: ZenML model version number of the challenger; None:
+            the run's own model version (the retrain pipeline judges what it trained).
         model_name: The ZenML model; its challenger version gets the summaries.
         quality_report: JSON of the challenger's quality report (train vs test).
         drift_test_report: JSON of the Evidently drift test suite, run on the
@@ -171,6 +172,8 @@ def promotion_gate(
         The decision, every reason, and the numbers compared.
     """
     rules = rules or PromotionRules()
+    if challenger_version is None:
+        challenger_version = get_step_context().model.number
     tests = suite_summary(test_report)
     drift_tests = suite_summary(drift_test_report) if drift_test_report else None
     challenger = _score(current_features, dataset.classes, challenger_version)

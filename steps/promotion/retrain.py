@@ -1,12 +1,13 @@
-"""Record why the retrain chain ran, where each tool shows it (not a step).
+"""The retrain chain's own steps, and the record of why it ran.
 
-``python run.py retrain`` and ``python run.py monitor --retrain`` run ingest,
-train, promote and (when the gate promotes) deploy. Every run of the chain
-carries the ZenML tag ``retrain:<trigger>`` (set by ``run.py``); this module
-adds the reasons:
+The retrain pipeline (``pipelines/retrain.py``: ingest, train, the gate, then
+the champion served) is what ``python run.py retrain``, ``python run.py
+monitor --retrain`` and the weekly schedule run. Its run carries the ZenML tag
+``retrain:<trigger>``; :func:`record_retrain_outcome`, its last step, adds the
+reasons and the outcome:
 
-- ZenML: run metadata ``retrain_trigger`` and ``retrain_reasons`` on each run
-  of the chain (the dashboard's run page shows them);
+- ZenML: run metadata ``retrain_trigger`` and ``retrain_reasons`` on the run
+  (the dashboard's run page shows them);
 - MLflow: the tags ``clearsight.retrain_trigger`` and
   ``clearsight.retrain_reason`` on the training's MLflow run, beside the
   registered model version;
@@ -22,8 +23,11 @@ tag that could not be written (the failure is logged).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
+from zenml import get_step_context, step
+
+from clearsight.gate import PromotionDecision
 from clearsight.names import ArtifactName
 
 logger = logging.getLogger(__name__)
@@ -39,16 +43,15 @@ def _mlflow_run_id(train_run: Any) -> str | None:
     from zenml.client import Client
 
     run = Client().get_pipeline_run(train_run.id)
-    step = run.steps.get("register_model")
-    if step is None:
+    registered = run.steps.get("register_model")
+    if registered is None:
         return None
-    return step.outputs[ArtifactName.REGISTERED_MODEL][0].load().get("mlflow_run_id")
+    return registered.outputs[ArtifactName.REGISTERED_MODEL][0].load().get("mlflow_run_id")
 
 
-def _tag_mlflow_run(train_run: Any, trigger: str, reason: str) -> None:
+def _tag_mlflow_run(run_id: str | None, trigger: str, reason: str) -> None:
     from zenml.client import Client
 
-    run_id = _mlflow_run_id(train_run)
     tracker = Client().active_stack.experiment_tracker
     if not run_id or tracker is None:
         return
@@ -80,8 +83,9 @@ def record_retrain(
             chain whose ingest found the champion's own dataset: nothing new
             to learn) or ``failed`` (a run of the chain failed; the champion
             was not touched).
-        runs: The chain's runs by name (``monitor``, ``ingest``, ``train``,
-            ``promote``, ``deploy``); missing or None for those that did not run.
+        runs: The chain's runs by name (``monitor``, ``ingest`` for the
+            monitor's check for new data, ``retrain``); missing or None for
+            those that did not run. Objects with an ``id``.
     """
     from zenml import log_metadata
 
@@ -100,9 +104,10 @@ def record_retrain(
             )
         except Exception as error:  # noqa: BLE001 - see the module docstring
             logger.error("Could not record the retrain reason on the %s run: %s", name, error)
-    if "train" in done:
+    trained = done.get("retrain") or done.get("train")
+    if trained is not None:
         try:
-            _tag_mlflow_run(done["train"], trigger, reason)
+            _tag_mlflow_run(_mlflow_run_id(trained), trigger, reason)
         except Exception as error:  # noqa: BLE001 - see the module docstring
             logger.error("Could not tag the MLflow run of the retraining: %s", error)
     try:
@@ -120,3 +125,67 @@ def record_retrain(
         )
     except Exception as error:  # noqa: BLE001 - see the module docstring
         logger.error("Could not write the retrain to the audit log: %s", error)
+
+
+@step(enable_cache=False)
+def champion_version(model_name: str) -> Annotated[int, "champion_version"]:
+    """The champion's ZenML version number when the retrain run gets here.
+
+    The retrain pipeline is compiled once for its schedule, so the champion
+    it compares against is looked up at run time (the same moment its model
+    is loaded: ``Model(version="production")``).
+
+    Raises:
+        RuntimeError: The model has no version in production (run ``python
+            run.py`` once before scheduling retraining).
+    """
+    from steps.promotion.champion import production_version
+
+    version = production_version(model_name)
+    if version is None:
+        raise RuntimeError(
+            f"Model {model_name!r} has no champion to compare a retrained version with. "
+            "Fix: python run.py (trains and promotes the first one), then retrain."
+        )
+    return version.number
+
+
+@step(enable_cache=False)
+def record_retrain_outcome(
+    promoted: bool,
+    decision: PromotionDecision,
+    model_name: str,
+    trigger: str = "schedule",
+    reasons: list[str] | None = None,
+    actor: str = "pipeline",
+    monitor_run_id: str | None = None,
+) -> Annotated[str, "retrain_outcome"]:
+    """Record the chain's trigger, reasons and outcome on ZenML, MLflow and the audit log.
+
+    Args:
+        promoted: ``apply_decision``'s output.
+        decision: The gate's decision (its reasons go into the log line).
+        model_name: The model retrained.
+        trigger: ``schedule``, ``manual`` or ``monitor``.
+        reasons: Why, in words.
+        actor: Who asked.
+        monitor_run_id: The monitor run that asked for it, if one did.
+
+    Returns:
+        ``promoted`` or ``rejected``.
+    """
+    from types import SimpleNamespace
+
+    outcome = "promoted" if promoted else "rejected"
+    runs: dict[str, Any] = {"retrain": get_step_context().pipeline_run}
+    if monitor_run_id:
+        runs["monitor"] = SimpleNamespace(id=monitor_run_id)
+    record_retrain(model_name, reasons or [trigger], trigger, actor, outcome, runs)
+    logger.info(
+        "Retrain (%s) %s v%d: %s",
+        trigger,
+        outcome,
+        decision.challenger.version,
+        "; ".join(decision.reasons),
+    )
+    return outcome

@@ -1,13 +1,15 @@
-"""The monitor pipeline on a real champion's logged traffic, with a real Pushgateway.
+"""Closing the loop through the real services on loopback (issue 13's "done when").
 
 A short training run of this module's model is promoted (lenient floors), so
-the version has its reference table and embedding projection. Thirty digits of
-the test split are then "served": the champion's calibrated answers and
-monitoring features (pixel statistics + the projected embedding, as the server
-logs them) are written to a prediction log, with ground truths from feedback
-and reviews. The same thirty images inverted make a shifted window in another
-catalog, monitored through ``python run.py monitor``, which pushes its gauges
-to a Pushgateway started on loopback.
+the version has its reference table and embedding projection. The deploy
+pipeline serves it on a real seldon-core microservice (the local deployer),
+its prediction log in a throw-away catalog. Thirty test digits are sent as
+normal traffic, with Seldon feedback for twenty-four of them, then the same
+thirty inverted. ``python run.py monitor --retrain`` judges the inverted window,
+pushes its figures to the Pushgateway, which a real Prometheus scrapes with the
+shipped alert rules; the drift alert reaches an SMTP sink through a real
+Alertmanager (the fixtures of ``test_alerting``); the drift starts the retrain
+pipeline, whose gate rejects the deliberately weak challenger.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ import pytest
 import requests
 import yaml
 from PIL import Image, ImageOps
-from sqlalchemy import insert
+from sqlalchemy import select, update
 from zenml import Model
 from zenml.client import Client
 
 from clearsight import prediction_log as plog
-from clearsight.catalog import sqlite_url
+from clearsight.catalog import CATALOG_URL_ENV, sqlite_url
 from clearsight.config import TrainingParameters
-from clearsight.features import pixel_features
 from clearsight.gate import PromotionRules
 from clearsight.monitoring import (
     ACCURACY,
@@ -48,15 +49,18 @@ from clearsight.monitoring import (
 from clearsight.names import ArtifactName
 from clearsight.review import ReviewStore
 from tests.conftest import ROOT
-from tests.integration.test_seldon_endpoint import free_port
+from tests.integration.test_alerting import alerting, mailbox, webhook  # noqa: F401 - fixtures
+from tests.integration.test_seldon_endpoint import b64, free_port, wait_for
 from tests.unit.test_core_monitoring import CONTRACT
 
 pytestmark = pytest.mark.integration
 
 MODEL = "monitor-test-classifier"
 IMAGES = 30
+PER_REQUEST = 3
+LABELLED_REQUESTS = 8  # feedback for the first 24 images
+PREDICTION_LOG_ENV = "CLEARSIGHT_PREDICTION_LOG"  # tests/conftest.py switches it off
 RULES = MonitorRules(min_predictions=20, min_labelled=20, max_drift_share=0.3)
-PUSHGATEWAY = Path("/usr/bin/prometheus-pushgateway")
 
 
 @pytest.fixture(scope="module")
@@ -94,57 +98,30 @@ def champion(embedded_stack, digits_dir, tmp_path_factory) -> int:
     return number
 
 
-def served(number: int, images: list[bytes]) -> list[dict]:
-    """The champion's answers and logged features for ``images``, as the endpoint makes them."""
-    from clearsight.models import embedding_model
-    from clearsight.preprocess import preprocess_batch
+@pytest.fixture(scope="module")
+def endpoint(champion, tmp_path_factory):
+    """The champion served by the deploy pipeline; its prediction log in its own catalog."""
+    from pipelines import deployment_pipeline
 
-    version = Model(name=MODEL, version=number)
-    model = version.get_artifact(ArtifactName.MODEL).load()
-    dataset = version.get_artifact(ArtifactName.DATASET).load()
-    projection = version.get_artifact(ArtifactName.EMBEDDING_PROJECTION).load()
-    batch = preprocess_batch(images, int(model.input_shape[1]), dataset.decoding)
-    probabilities = model.predict(batch, verbose=0)
-    embedded = projection.project_rows(embedding_model(model).predict(batch, verbose=0))
-    answers = []
-    for data, p, embedding in zip(images, probabilities, embedded, strict=True):
-        features = pixel_features(data, dataset.decoding, int(model.input_shape[1])) | embedding
-        answers.append(
-            {
-                "label": dataset.classes[int(p.argmax())],
-                "confidence": float(p.max()),
-                "uncertain": bool(p.max() < 0.5),
-                "features": {k: float(v) for k, v in features.items()},
-            }
-        )
-    return answers
-
-
-def write_log(url: str, number: int, answers: list[dict], at: datetime) -> None:
-    rows = [
-        {
-            "created_at": at,
-            "puid": f"req-{i // 3}",
-            "item": i % 3,
-            "model_name": MODEL,
-            "model_version": str(number),
-            "registered_version": "1",
-            "input_kind": "images",
-            "image_sha256": None,
-            "pixel_sha256": None,
-            "label": answer["label"],
-            "confidence": answer["confidence"],
-            "uncertain": answer["uncertain"],
-            "top_k": [],
-            "tags": None,
-            "features": answer["features"],
-        }
-        for i, answer in enumerate(answers)
-    ]
-    engine = plog.connect(url)
-    with engine.begin() as connection:
-        connection.execute(insert(plog.PREDICTION_LOG), rows)
-    engine.dispose()
+    catalog = sqlite_url(tmp_path_factory.mktemp("served") / "catalog.db")
+    previous = {name: os.environ.get(name) for name in (CATALOG_URL_ENV, PREDICTION_LOG_ENV)}
+    os.environ[CATALOG_URL_ENV] = catalog  # the microservice and run.py inherit them
+    os.environ[PREDICTION_LOG_ENV] = "on"
+    deployer = Client().active_stack.model_deployer
+    try:
+        run = deployment_pipeline.with_options(
+            config_path=str(ROOT / "configs" / "deploy.yaml"), parameters={"model_name": MODEL}
+        )()
+        step = Client().get_pipeline_run(run.id).steps["deploy_champion"]
+        yield step.outputs["deployment"][0].load(), catalog
+    finally:
+        for service in deployer.servers_for(MODEL):
+            deployer.delete_model_server(service.uuid, timeout=60, force=True)
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
@@ -162,33 +139,40 @@ def invert(data: bytes) -> bytes:
         return buffer.getvalue()
 
 
-@pytest.fixture()
-def pushgateway(tmp_path):
-    if not PUSHGATEWAY.exists():
-        pytest.skip(
-            "prometheus-pushgateway is not installed: apt-get install prometheus-pushgateway"
-        )
-    port = free_port()
-    process = subprocess.Popen(
-        [str(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "pushgateway.log").open("w"),
-    )
-    url = f"http://127.0.0.1:{port}"
+def send(url: str, images: list[bytes], batch: str) -> list[dict]:
+    """POST the images three per request, as a client would; the Seldon answers."""
+    answers = []
+    for start in range(0, len(images), PER_REQUEST):
+        body = {
+            "jsonData": {"images": [b64(i) for i in images[start : start + PER_REQUEST]]},
+            "meta": {"tags": {"batch": batch}},
+        }
+        response = requests.post(url, json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    return answers
+
+
+def logged(catalog: str) -> list[dict]:
+    engine = plog.connect(catalog)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "pushgateway.log").read_text()
-            time.sleep(0.2)
-        yield url
+        with engine.connect() as connection:
+            rows = connection.execute(select(plog.PREDICTION_LOG)).all()
+            return [dict(r._mapping) for r in rows]
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        engine.dispose()
+
+
+def traffic(catalog: str, expected: int) -> list[dict]:
+    """The logged rows that are not the smoke test's, once ``expected`` are there."""
+
+    def rows() -> list[dict] | None:
+        found = [
+            r for r in logged(catalog) if not r["puid"].startswith(plog.SMOKE_TEST_PUID_PREFIX)
+        ]
+        return found if len(found) >= expected else None
+
+    return wait_for(rows, 30, f"the prediction log did not reach {expected} rows")
 
 
 def newest_run(pipeline: str):
@@ -201,64 +185,68 @@ def monitor_result(run):
     return run.steps["monitoring_decision"].outputs[ArtifactName.MONITOR_RESULT][0].load()
 
 
-def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_gated_retrain(
-    champion, test_images, tmp_path, pushgateway, digits_dir
+def test_shifted_traffic_is_detected_alerted_by_mail_and_retrains_through_the_gate(
+    champion,
+    endpoint,
+    test_images,
+    tmp_path,
+    alerting,  # noqa: F811 - the imported fixture
+    mailbox,  # noqa: F811 - the imported fixture
+    digits_dir,
 ):
     from pipelines import monitoring_pipeline
 
+    deployment, catalog = endpoint
+    url = deployment["prediction_url"]
+    feedback_url = url.replace("/predictions", "/feedback")
+    settings, prometheus_port = alerting
+    box, _ = mailbox
     images, truths = test_images
-    now = datetime.now(UTC)
-    answers = served(champion, images)
 
-    # 1. The normal window, with ground truths: feedback for 16 images, reviews for
-    # 8 (one review overrides an older, wrong feedback), 6 without a truth.
-    normal = sqlite_url(tmp_path / "normal.db")
-    write_log(normal, champion, answers, now - timedelta(hours=2))
-    given = {i: truths[i] for i in range(24)}
-    rows = [
-        {
-            "puid": f"req-{i // 3}",
-            "item": i % 3,
-            "label": label,
-            "created_at": now,
-            "source": "feedback" if i < 16 else "review",
-            "recorded_by": None,
-        }
-        for i, label in given.items()
-    ]
-    wrong = "0" if truths[20] != "0" else "1"
-    rows.append(
-        {
-            "puid": f"req-{20 // 3}",
-            "item": 20 % 3,
-            "label": wrong,
-            "source": "feedback",
-            "created_at": now - timedelta(hours=1),
-            "recorded_by": None,
-        }
-    )
-    engine = plog.connect(normal)
+    # 1. Normal traffic; Seldon feedback (the true labels) for the first 24 images.
+    normal = send(url, images, "normal")
+    answers = [p for response in normal for p in response["jsonData"]["predictions"]]
+    for r, response in enumerate(normal[:LABELLED_REQUESTS]):
+        labels = truths[r * PER_REQUEST : (r + 1) * PER_REQUEST]
+        sent = requests.post(
+            feedback_url,
+            json={"response": response, "truth": {"data": {"ndarray": [[t] for t in labels]}}},
+            timeout=30,
+        )
+        assert sent.status_code == 200, sent.text
+    labelled = LABELLED_REQUESTS * PER_REQUEST
+    correct = sum(answers[i]["label"] == truths[i] for i in range(labelled))
+    traffic(catalog, IMAGES)
+    # It becomes yesterday's traffic (the smoke test's answer too), so that one
+    # monitor window holds it and the next one the shifted traffic only.
+    engine = plog.connect(catalog)
     with engine.begin() as connection:
-        connection.execute(insert(plog.GROUND_TRUTHS), rows)
+        for row in logged(catalog):
+            connection.execute(
+                update(plog.PREDICTION_LOG)
+                .where(plog.PREDICTION_LOG.c.id == row["id"])
+                .values(created_at=row["created_at"] - timedelta(hours=20))
+            )
     engine.dispose()
-    correct = sum(answers[i]["label"] == label for i, label in given.items())
 
     run = monitoring_pipeline.with_options(
         parameters={
             "model_name": MODEL,
-            "catalog_url": normal,
-            "rules": RULES.model_dump(mode="json"),
+            "catalog_url": catalog,
+            "rules": RULES.model_copy(update={"window_hours": 6}).model_dump(mode="json"),
+            "end": (datetime.now(UTC) - timedelta(hours=16)).isoformat(),
         },
     )()
     run = Client().get_pipeline_run(run.id)
     calm = monitor_result(run)
     assert calm.model_version == str(champion)
+    # Every request, and not the deploy pipeline's smoke test.
     assert calm.figures.predictions == IMAGES and calm.figures.without_features == 0
-    assert calm.figures.labelled == 24
-    assert calm.figures.labelled_by_source == {"feedback": 16, "review": 8}
+    assert calm.figures.labelled == labelled
+    assert calm.figures.labelled_by_source == {"feedback": labelled}
     assert calm.figures.correct == correct
-    assert calm.figures.accuracy == pytest.approx(correct / 24)
-    assert calm.figures.accuracy_ci == pytest.approx(wilson_interval(correct, 24))
+    assert calm.figures.accuracy == pytest.approx(correct / labelled)
+    assert calm.figures.accuracy_ci == pytest.approx(wilson_interval(correct, labelled))
     assert calm.drift.drift_share <= RULES.max_drift_share, calm.drift.drifted_columns
     assert calm.check(DATA_DRIFT).status == OK
     assert calm.check(ACCURACY).status in (OK, ALERT)  # decided: 24 >= min_labelled
@@ -269,13 +257,13 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
     summary = run.steps["monitoring_decision"].outputs[ArtifactName.MONITOR_SUMMARY][0]
     assert "Monitor: monitor-test-classifier" in summary.load()
     recorded = Client().get_model_version(MODEL, champion).run_metadata["monitoring"]
-    assert recorded["production_accuracy"] == pytest.approx(correct / 24)
-    assert recorded["labelled"] == 24 and recorded["checks"][DATA_DRIFT] == OK
+    assert recorded["production_accuracy"] == pytest.approx(correct / labelled)
+    assert recorded["labelled"] == labelled and recorded["checks"][DATA_DRIFT] == OK
     assert recorded["run_id"] == str(run.id)
 
-    # 2. The shifted window (the same images inverted), through run.py, pushed.
-    shifted = sqlite_url(tmp_path / "shifted.db")
-    write_log(shifted, champion, served(champion, [invert(i) for i in images]), now)
+    # 2. Shifted traffic (the same digits inverted), judged through run.py and pushed.
+    shifted = send(url, [invert(i) for i in images], "shifted")
+    traffic(catalog, 2 * IMAGES)
     train = yaml.safe_load((ROOT / "configs" / "train.yaml").read_text())
     train["model"]["name"] = MODEL
     # The retrain the monitor triggers: a deliberately weak challenger (one epoch).
@@ -318,22 +306,19 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
                 "monitor-test",
             ],
             cwd=ROOT,
-            env={
-                **os.environ,
-                "CLEARSIGHT_CATALOG_URL": shifted,
-                PUSHGATEWAY_URL_ENV: pushgateway,
-            },
+            env={**os.environ, PUSHGATEWAY_URL_ENV: settings.pushgateway_url},
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=900,
         )
 
     command = monitor_and_retrain("ingest.yaml")
     out = command.stdout
     assert command.returncode == 0, out[-3000:] + command.stderr[-3000:]
-    last = newest_run("monitor")
-    moved = monitor_result(last)
+    monitor_run = newest_run("monitor")
+    moved = monitor_result(monitor_run)
     assert moved.window_hours == 6
+    assert moved.figures.predictions == IMAGES  # yesterday's traffic is outside the window
     assert moved.drift.drift_share > RULES.max_drift_share, moved.drift.drifted_columns
     assert "brightness" in moved.drift.drifted_columns
     assert moved.check(DATA_DRIFT).status == ALERT
@@ -343,11 +328,21 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
     assert f"share {moved.drift.drift_share:.2f}" in out and "[ALERT]" in out
     assert "retrain         recommended" in out and "dashboard       " in out
 
-    metrics = requests.get(f"{pushgateway}/metrics", timeout=10).text
+    # 3. The drift alert arrives as a mail naming the model version and the monitor run.
+    text = wait_for(
+        lambda: box.find(
+            "ClearsightDriftDetected", MODEL, f"version {champion}", str(monitor_run.id)
+        ),
+        120,
+        "no drift e-mail arrived; Prometheus alerts: "
+        + requests.get(f"http://127.0.0.1:{prometheus_port}/api/v1/alerts", timeout=5).text,
+    )
+    assert "of the feature columns drifted" in text, text
+    metrics = requests.get(f"{settings.pushgateway_url}/metrics", timeout=10).text
     pushed = {
         line.split("{")[0]
         for line in metrics.splitlines()
-        if line.startswith("clearsight_monitor_")
+        if line.startswith("clearsight_monitor_") and f'model_name="{MODEL}"' in line
     }
     absent = {  # no label in the shifted window: accuracy figures and decisions are left out
         "clearsight_monitor_production_accuracy",
@@ -358,51 +353,50 @@ def test_monitor_judges_a_normal_and_a_shifted_window_and_the_drift_triggers_a_g
         "clearsight_monitor_critical_recall_below_floor",
     }
     assert pushed == set(CONTRACT) - absent
-    drift = [line for line in metrics.splitlines() if line.startswith("clearsight_monitor_drift_d")]
-    assert len(drift) == 1 and drift[0].endswith(" 1"), drift
-    assert f'model_name="{MODEL}"' in drift[0] and f'model_version="{champion}"' in drift[0]
-    assert f'run_id="{last.id}"' in metrics
 
-    # 3. The drift triggered the retrain chain: ingest, train, the gate; the weak
-    # challenger is rejected, so nothing is deployed and the champion stays.
+    # 4. The drift started the retrain pipeline: ingest, train, the gate; the weak
+    # challenger is rejected, so the champion stays and keeps serving.
     assert "The monitor asks for retraining" in out, out[-3000:]
-    chain = {}
-    for pipeline in ("ingest", "train", "promote"):
-        newest = newest_run(pipeline)
-        assert "retrain:monitor" in {tag.name for tag in newest.tags}, pipeline
-        assert newest.run_metadata["retrain_trigger"] == "monitor"
-        assert newest.run_metadata["retrain_reasons"] == moved.retrain_reasons
-        chain[pipeline] = newest
-    decision = (
-        Client()
-        .get_pipeline_run(chain["promote"].id)
-        .steps["promotion_gate"]
-        .outputs[ArtifactName.PROMOTION_DECISION][0]
-        .load()
-    )
+    chain = newest_run("retrain")
+    assert {"retrain:monitor", "actor:monitor-test"} <= {tag.name for tag in chain.tags}
+    assert chain.run_metadata["retrain_trigger"] == "monitor"
+    assert chain.run_metadata["retrain_reasons"] == moved.retrain_reasons
+    decision = chain.steps["promotion_gate"].outputs[ArtifactName.PROMOTION_DECISION][0].load()
     assert not decision.promote and decision.challenger.version > champion
+    assert decision.champion.version == champion
+    assert chain.model_version.number == decision.challenger.version
     assert "rejected (production unchanged)" in out
-    assert "deployment      none: the gate rejected the challenger" in out
+    assert "deployment      unchanged: the gate rejected the challenger" in out
     registry = Client().active_stack.model_registry.mlflow_client
     served_now = registry.get_model_version_by_alias(MODEL, "champion")
     assert served_now.tags["zenml_model_version"] == str(champion)
-    train_run = Client().get_pipeline_run(chain["train"].id)
-    registered = train_run.steps["register_model"].outputs[ArtifactName.REGISTERED_MODEL][0].load()
+    redeployed = chain.steps["deploy_champion"].outputs["deployment"][0].load()
+    assert not redeployed["changed"] and redeployed["prediction_url"] == url
+    registered = chain.steps["register_model"].outputs[ArtifactName.REGISTERED_MODEL][0].load()
     tags = registry.get_run(registered["mlflow_run_id"]).data.tags
     assert tags["clearsight.retrain_trigger"] == "monitor"
     assert tags["clearsight.retrain_reason"] == "; ".join(moved.retrain_reasons)
-    audit = ReviewStore(shifted).audit_log()
+    audit = ReviewStore(catalog).audit_log()
     assert audit[0]["action"] == "retrain" and audit[0]["outcome"] == "rejected"
     assert audit[0]["actor"] == "monitor-test" and audit[0]["target"] == MODEL
     assert audit[0]["details"]["reasons"] == moved.retrain_reasons
-    assert set(audit[0]["details"]["runs"]) == {"monitor", "ingest", "train", "promote"}
+    assert audit[0]["details"]["runs"] == {
+        "monitor": str(monitor_run.id),
+        "retrain": str(chain.id),
+    }
 
-    # 4. The same drift again with nothing new to learn from (the champion's own
-    # dataset): the chain stops after ingest and says what to do instead.
+    # 5. The prediction log holds every request, with the version that answered it.
+    rows = traffic(catalog, 2 * IMAGES)
+    sent = {r["meta"]["puid"] for r in normal + shifted}
+    assert {row["puid"] for row in rows} == sent and len(rows) == 2 * IMAGES
+    assert {(row["model_name"], row["model_version"]) for row in rows} == {(MODEL, str(champion))}
+
+    # 6. The same drift again with nothing new to learn from (the champion's own
+    # dataset): the chain stops after its ingest and says what to do instead.
     again = monitor_and_retrain("ingest-unchanged.yaml")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "retrain         skipped: the ingested dataset is the one the champion" in again.stdout
-    audit = ReviewStore(shifted).audit_log()
+    audit = ReviewStore(catalog).audit_log()
     assert audit[0]["action"] == "retrain" and audit[0]["outcome"] == "skipped"
     assert set(audit[0]["details"]["runs"]) == {"monitor", "ingest"}
 

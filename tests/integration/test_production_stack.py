@@ -201,7 +201,7 @@ def test_schedules_are_airflow_dags_and_a_triggered_run_takes_overrides(producti
     first = _run(["run.py", "schedule", "--data-dir", str(production["data"])], env)
     assert first.returncode == 0, first.stderr[-3000:]
     assert re.search(r"ingest\s+0 2 \* \* \*\s+created", first.stdout), first.stdout
-    assert re.search(r"train\s+0 3 \* \* 0\s+created", first.stdout), first.stdout
+    assert re.search(r"retrain\s+0 3 \* \* 0\s+created", first.stdout), first.stdout
     assert re.search(r"monitor\s+0 \* \* \* \*\s+created", first.stdout), first.stdout
     again = _run(["run.py", "schedule", "--data-dir", str(production["data"])], env)
     assert again.returncode == 0 and again.stdout.count("unchanged") == 3, again.stdout
@@ -211,21 +211,22 @@ def test_schedules_are_airflow_dags_and_a_triggered_run_takes_overrides(producti
     airflow = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
     for name, cron in (
         ("ingest-schedule", "0 2 * * *"),
-        ("train-schedule", "0 3 * * 0"),
+        ("retrain-schedule", "0 3 * * 0"),
         ("monitor-schedule", "0 * * * *"),
     ):
         dag = airflow.wait_for_dag(schedules[name]["dag_id"])
         assert dag["timetable_summary"] == cron and not dag["is_paused"], dag
 
-    bad = _run(["run.py", "trigger", "train", "--conf", '{"epoch": 1}'], env, timeout=120)
+    bad = _run(["run.py", "trigger", "retrain", "--conf", '{"epoch": 1}'], env, timeout=120)
     assert bad.returncode != 0 and "Known fields" in bad.stderr, bad.stderr[-2000:]
-    triggered = _run(["run.py", "trigger", "train", "--conf", '{"epochs": 1}'], env)
+    # The weekly retrain chain, now: ingest, train, the gate, the champion served.
+    triggered = _run(["run.py", "trigger", "retrain", "--conf", '{"epochs": 1}'], env)
     assert triggered.returncode == 0, triggered.stdout[-3000:] + triggered.stderr[-3000:]
     run_id = re.search(r"\(Airflow run (\S+)\)", triggered.stdout).group(1)
     assert run_id.startswith("manual__")
-    assert [r for r in zenml_runs(env) if r["orchestrator_run_id"] == run_id][0]["status"] == (
-        "completed"
-    )
+    (chain,) = [r for r in zenml_runs(env) if r["orchestrator_run_id"] == run_id]
+    assert (chain["pipeline"], chain["status"]) == ("retrain", "completed"), chain
+    assert "step record_retrain_outcome: completed" in triggered.stdout, triggered.stdout[-3000:]
     mlflow = MlflowClient(tracking_uri=settings.mlflow_uri)
     experiments = [e.experiment_id for e in mlflow.search_experiments()]
     newest = mlflow.search_runs(experiments, order_by=["attributes.start_time DESC"])[0]

@@ -14,6 +14,7 @@ import sqlite3
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,6 +304,31 @@ def test_retention_deletes_old_rows_at_most_once_an_hour(url, opened):
     keep = PredictionLog(url, retention_days=0)
     opened.append(keep)
     assert keep.prune(datetime.now(UTC) + timedelta(days=10_000)) == 0
+
+
+def test_retention_deletes_the_kept_images_no_younger_row_refers_to(url, opened, tmp_path):
+    store = tmp_path / "artifacts" / "prediction-log"
+    log = PredictionLog(url, flush_interval=30, images_uri=str(store), keep_images="all")
+    opened.append(log)
+    shared, alone, young = (image_bytes(seed) for seed in (11, 12, 13))
+    old = datetime.now(UTC) - timedelta(days=40)
+    log.log(entry("old", [shared, alone], at=old))
+    log.log(entry("young", [shared, young]))
+    assert log.flush(timeout=20)
+    files = {r["puid"] + str(r["item"]): Path(r["image_uri"]) for r in rows(url)}
+    assert all(path.exists() for path in files.values()) and len(set(files.values())) == 3
+
+    log.retention_days = 30
+    assert log.prune() == 2
+    assert [r["puid"] for r in rows(url)] == ["young", "young"]
+    assert not files["old1"].exists()  # only the old rows referred to it
+    assert files["old0"].exists() and files["young1"].exists()  # a young row still does
+    assert log.images_pruned == 1
+    # Gone already (deleted by hand): nothing to do, nothing raised.
+    files["young1"].unlink()
+    log.retention_days = 1
+    assert log.prune(datetime.now(UTC) + timedelta(days=2)) == 2
+    assert not files["old0"].exists() and log.images_pruned == 2
 
 
 def free_port() -> int:
