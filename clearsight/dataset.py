@@ -18,6 +18,14 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from clearsight.decode import DecodeOptions
+from clearsight.deidentify import (
+    DeidentificationError,
+    deidentify,
+    is_dicom,
+    load_pseudonym_key,
+    patient_id,
+    pseudonym,
+)
 from clearsight.groups import GroupsOption, load_group_table, validate_groups_option
 from clearsight.images import (
     DEFAULT_MAX_PIXELS,
@@ -38,6 +46,9 @@ from clearsight.leakage import (
 )
 
 SPLITS = ("train", "val", "test")
+#: The group of a DICOM image with a PatientID and no table row: this prefix and
+#: the id's keyed hash (:func:`clearsight.deidentify.pseudonym`), never the id.
+PATIENT_GROUP_PREFIX = "dicom-patient:"
 DEFAULT_SPLIT_RATIOS = (0.70, 0.15, 0.15)
 #: Largest-to-smallest class ratio in a split above which the report warns.
 DEFAULT_IMBALANCE_WARNING_RATIO = 10.0
@@ -63,8 +74,9 @@ class ImageRecord(BaseModel):
     # so manifests without reviews serialize (and cache) exactly as before.
     reviewed_by: str | None = Field(default=None, exclude_if=lambda v: v is None)
     reviewed_at: datetime | None = Field(default=None, exclude_if=lambda v: v is None)
-    # The patient, lesion or field from the metadata table (``groups`` option);
-    # left out of the JSON when None, so manifests without a table are unchanged.
+    # The patient, lesion or field from the metadata table (``groups`` option), or
+    # for DICOM without a row ``dicom-patient:<keyed hash of its PatientID>``; left
+    # out of the JSON when None, so manifests without groups are unchanged.
     group: str | None = Field(default=None, exclude_if=lambda v: v is None)
     # Identity of the pixels and the key the split was derived from (see
     # clearsight.leakage); None in manifests written before pixel identity.
@@ -221,10 +233,16 @@ class IngestionReport(BaseModel):
         default=None, description="The metadata table that gave each image its group, if any."
     )
     groups: dict[str, int] = Field(
-        default_factory=dict, description="Distinct groups per split (with a table only)."
+        default_factory=dict,
+        description="Distinct groups per split (with a table, or DICOM files with a PatientID).",
     )
     ungrouped: int = Field(
-        default=0, description="Ingested images without a row in the group table."
+        default=0, description="Ingested images without a group (no table row, no PatientID)."
+    )
+    patient_id_groups: int = Field(
+        default=0,
+        description="Kept images whose group is their DICOM PatientID, keyed-hashed "
+        "(clearsight.deidentify.pseudonym); the table's row wins when it has one.",
     )
     cross_split_groups: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -269,17 +287,28 @@ class IngestionReport(BaseModel):
     )
 
     def groups_summary(self) -> str:
-        """Groups per split, e.g. ``groups per split: train 70, val 15, test 15``.
+        """Groups per split, e.g. ``groups per split: train 70, val 15, test 15 (...)``.
+
+        With DICOM patients and no table: ``patients per split: train 3, val 1,
+        test 1 (by DICOM PatientID; 12 images without one)``.
 
         Returns:
-            ``""`` when no group table was used.
+            ``""`` when no image has a group (no table, no DICOM PatientID).
         """
-        if self.groups_file is None:
+        if self.groups_file is None and not self.patient_id_groups:
             return ""
-        line = "groups per split: " + ", ".join(f"{s} {n}" for s, n in self.groups.items())
-        line += f" ({self.ungrouped} images without a group"
+        patients = self.groups_file is None
+        counts = ", ".join(f"{s} {n}" for s, n in self.groups.items())
+        if patients:
+            line = f"patients per split: {counts} (by DICOM PatientID; {self.ungrouped} images "
+            line += "without one"
+        else:
+            line = f"groups per split: {counts} ({self.ungrouped} images without a group"
+            if self.patient_id_groups:
+                line += f", {self.patient_id_groups} grouped by DICOM PatientID"
         if self.cross_split_groups:
-            line += f", {len(self.cross_split_groups)} groups in several splits"
+            noun = "patients" if patients else "groups"
+            line += f", {len(self.cross_split_groups)} {noun} in several splits"
         return line + ")"
 
     def imbalance_summary(self) -> str:
@@ -445,20 +474,28 @@ def group_counts(
     return per_split, ungrouped, crossing
 
 
-def group_warnings(crossing: Mapping[str, list[str]], limit: int = 10) -> list[str]:
+def group_warnings(
+    crossing: Mapping[str, list[str]],
+    limit: int = 10,
+    paths: Mapping[str, list[str]] | None = None,
+) -> list[str]:
     """One leakage warning per group found in several splits (at most ``limit`` named).
+
+    A DICOM patient's group (:data:`PATIENT_GROUP_PREFIX`) is a pseudonym that
+    tells nobody who it is: its warning names its first files instead.
 
     Args:
         crossing: ``{group: [splits]}`` from :func:`group_counts`.
         limit: How many groups to name one by one; the rest are counted.
+        paths: The source paths of each group's images (for DICOM patients).
 
     Returns:
         Readable warnings naming each group and its splits.
     """
     warnings = [
-        f"group '{group}' has images in the {' and '.join(splits)} splits (leakage: one "
-        "patient, lesion or field in several splits inflates the test metrics); move its "
-        "images into one split folder"
+        f"{_group_name(group, (paths or {}).get(group, []))} has images in the "
+        f"{' and '.join(splits)} splits (leakage: one patient, lesion or field in several "
+        "splits inflates the test metrics); move its images into one split folder"
         for group, splits in list(crossing.items())[:limit]
     ]
     if len(crossing) > limit:
@@ -466,11 +503,25 @@ def group_warnings(crossing: Mapping[str, list[str]], limit: int = 10) -> list[s
     return warnings
 
 
+def _group_name(group: str, paths: list[str]) -> str:
+    if not group.startswith(PATIENT_GROUP_PREFIX):
+        return f"group '{group}'"
+    shown = ", ".join(sorted(paths)[:3]) + (", ..." if len(paths) > 3 else "")
+    return f"the DICOM patient of {shown}" if shown else "a DICOM patient"
+
+
 def _set_group_report(report: IngestionReport, manifest: DatasetManifest) -> list[str]:
-    if report.groups_file is None:
+    report.patient_id_groups = sum(
+        r.group is not None and r.group.startswith(PATIENT_GROUP_PREFIX) for r in manifest.records
+    )
+    if report.groups_file is None and not report.patient_id_groups:
         return []
     report.groups, report.ungrouped, report.cross_split_groups = group_counts(manifest)
-    return group_warnings(report.cross_split_groups)
+    paths: dict[str, list[str]] = defaultdict(list)
+    for record in manifest.records:
+        if record.group in report.cross_split_groups:
+            paths[record.group].append(record.source_path)
+    return group_warnings(report.cross_split_groups, paths=paths)
 
 
 def split_warnings(manifest: DatasetManifest) -> list[str]:
@@ -610,6 +661,7 @@ def build_manifest(
     groups: Mapping[str, object] | GroupsOption | None = None,
     near_duplicates: Mapping[str, object] | NearDuplicatesOption | None = None,
     known: Iterable[KnownImage] | None = None,
+    pseudonym_key: bytes | None = None,
 ) -> tuple[DatasetManifest, IngestionReport]:
     """Scan, validate, hash and de-duplicate a data folder.
 
@@ -626,6 +678,13 @@ def build_manifest(
     :func:`clearsight.layout.scan_folder` describes. The class count is not
     checked here (a drift batch may hold one class); ingestion checks it with
     :func:`clearsight.layout.validate_class_count`.
+
+    A DICOM file is replaced by its de-identified copy as soon as it is read
+    (:func:`clearsight.deidentify.deidentify`): the record's ``sha256``,
+    ``num_bytes`` and every hash are the copy's, and
+    :meth:`clearsight.storage.ContentStore.store_manifest` stores the copy.
+    Its group is its ``PatientID``'s keyed hash (:data:`PATIENT_GROUP_PREFIX`)
+    unless the group table has a row for it; the id itself is never kept.
 
     Args:
         data_dir: The folder to read.
@@ -650,6 +709,9 @@ def build_manifest(
         known: The catalog's images (``clearsight.catalog.Catalog.known_images``):
             a known image keeps the key its split came from, and relabels and
             removals are reported. None: nothing is known (a fresh catalog).
+        pseudonym_key: The key of the patients' pseudonyms; None: the
+            installation's (:func:`clearsight.deidentify.load_pseudonym_key`),
+            read or created when the first PatientID needs it.
 
     Returns:
         The candidate manifest (uris are the source paths) and the report.
@@ -659,7 +721,8 @@ def build_manifest(
             several folders, or the group table is missing, lacks a column or
             gives an image two groups.
         clearsight.layout.LabelCaseConflictError: When labels differ only by case.
-        ValueError: When an option is invalid.
+        ValueError: When an option is invalid, or the pseudonym key
+            (``CLEARSIGHT_PSEUDONYM_KEY`` or its file) is not a valid key.
     """
     ratios = validate_ratios(split_ratios)
     threshold = validate_imbalance_ratio(imbalance_warning_ratio)
@@ -686,6 +749,14 @@ def build_manifest(
     report.skipped.extend(SkippedFile(path=s.path, reason=s.reason) for s in skipped)
 
     by_hash: dict[str, list[tuple[Candidate, ImageInfo]]] = defaultdict(list)
+    patients: dict[str, str | None] = {}  # DICOM files' PatientID, in memory only
+    keys: list[bytes] = [pseudonym_key] if pseudonym_key is not None else []
+
+    def secret() -> bytes:  # read (or created) only when a PatientID needs it
+        if not keys:
+            keys.append(load_pseudonym_key())
+        return keys[0]
+
     scanned_bytes: set[str] = set()  # every valid file's identity, kept or not
     scanned_pixels: set[str] = set()
     scanned_paths: set[str] = set()
@@ -702,6 +773,16 @@ def build_manifest(
                 )
             )
             continue
+        if is_dicom(data):
+            # Only the de-identified copy goes further: its hash is the address,
+            # its bytes are what is stored; the PatientID stays in memory.
+            try:
+                patients[str(candidate.path)] = patient_id(data)
+                data = deidentify(data)
+            except DeidentificationError as error:
+                reason = _decoder_reason(data, min_side, max_pixels, decoding) or str(error)
+                report.skipped.append(SkippedFile(path=str(candidate.path), reason=reason))
+                continue
         try:
             info = inspect_image(data, min_side=min_side, max_pixels=max_pixels, options=decoding)
         except InvalidImageError as error:
@@ -749,6 +830,11 @@ def build_manifest(
         if table is not None:
             found_groups = (table.group_of(c.path, group_roots) for c, _ in copies)
             group = next((g for g in found_groups if g is not None), None)
+        if group is None:  # no table row: the DICOM PatientID, keyed-hashed
+            found_ids = (patients.get(str(c.path)) for c, _ in copies)
+            patient = next((p for p in found_ids if p is not None), None)
+            if patient is not None:
+                group = PATIENT_GROUP_PREFIX + pseudonym(patient, secret())
         kept.append((first, info))
         entries.append(
             Entry(
@@ -853,6 +939,17 @@ def build_manifest(
         + imbalance_warnings(manifest, threshold)
     )
     return manifest, report
+
+
+def _decoder_reason(
+    data: bytes, min_side: int, max_pixels: int, decoding: DecodeOptions
+) -> str | None:
+    """Why the decoder refuses a file, if it does (its words are the endpoint's too)."""
+    try:
+        inspect_image(data, min_side=min_side, max_pixels=max_pixels, options=decoding)
+    except InvalidImageError as error:
+        return str(error)
+    return None
 
 
 def known_index(known: Iterable[KnownImage] | None) -> dict[str, KnownImage]:

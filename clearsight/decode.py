@@ -7,15 +7,22 @@ the serving wrapper (:func:`decode_batch`), the gate's per-image features
 thumbnails (:func:`preview`). So a picture looks the same to training, to
 serving, to monitoring and to a person.
 
-Decoding rules (Pillow does the decoding; each rule is applied in this order):
+Decoding rules (Pillow does the decoding, pydicom for DICOM; each rule is
+applied in this order):
 
-1. **Formats**: JPEG (baseline and progressive; CMYK and Adobe-inverted CMYK),
-   MPO (what many cameras and phones write: the primary JPEG frame is used),
-   PNG (1/2/4/8/16-bit, greyscale, palette, RGB, with or without alpha),
-   WebP, TIFF (first page; a multi-page file is reported), BMP, and HEIC/HEIF
-   (through ``pillow-heif``). Anything else is refused with its format name.
-2. **Decompression-bomb guard**: the header's width x height is checked
-   against ``max_pixels`` before a single pixel is decoded.
+1. **Formats**, recognised by content, never by file extension: JPEG
+   (baseline and progressive; CMYK and Adobe-inverted CMYK), MPO (what many
+   cameras and phones write: the primary JPEG frame is used), PNG
+   (1/2/4/8/16-bit, greyscale, palette, RGB, with or without alpha), WebP,
+   TIFF (first page; a multi-page file is reported), BMP, HEIC/HEIF (through
+   ``pillow-heif``), and DICOM Part 10 files (``DICM`` after the 128-byte
+   preamble), decoded by :mod:`clearsight.dicom`, whose own rules (modality
+   LUT, VOI LUT or window centre/width or a fallback, MONOCHROME1 inverted,
+   first frame, burned-in annotation, codecs) stand in for rules 3-6 below.
+   Anything else is refused with its format name.
+2. **Decompression-bomb guard**: the header's width x height (a DICOM
+   frame's Columns x Rows) is checked against ``max_pixels`` before a single
+   pixel is decoded.
 3. **Orientation**: the EXIF ``Orientation`` tag (values 1-8, EXIF 2.32
    section 4.6.4 A, ``0x0112``) is applied, as every image viewer does, so a
    phone photo stored sideways is decoded upright; widths and heights are
@@ -33,14 +40,18 @@ Decoding rules (Pillow does the decoding; each rule is applied in this order):
    else 16 (DICOM-derived exports often store 12-bit data unscaled in a 16-bit
    container); with ``"full_range"``, always 16. 16-bit colour PNGs are
    reduced to 8 bits per channel by Pillow (the high byte), which is right for
-   full-range data. Floating-point images are refused.
+   full-range data. Floating-point images are refused. (DICOM: BitsStored
+   states the significant bits; see :mod:`clearsight.dicom`, rule 7.)
 6. **Colour**: greyscale is replicated to three channels; CMYK, YCbCr and
    palette images are converted to RGB by Pillow (no ICC colour management).
 7. **Resizing** (``size`` given): JPEGs are decoded at the smallest DCT scale
    (1/2, 1/4, 1/8; Pillow's ``Image.draft``) that keeps both sides at least
    ``size``, then resized to ``size x size`` with Pillow's antialiased
    bilinear filter (the triangle filter widened by the reduction factor, as
-   ``tf.image.resize(..., antialias=True)``), aspect ratio not kept.
+   ``tf.image.resize(..., antialias=True)``), aspect ratio not kept. DICOM
+   pictures are resized by the same filter: as 8-bit images when every value
+   is a multiple of 1/255 (colour, 8-bit greyscale shown as stored), else as
+   high-bit-depth greyscale.
 
 Output: ``float32`` arrays in [0, 1], shape ``(height, width, 3)``.
 
@@ -48,7 +59,12 @@ Identity and likeness (from :func:`inspect`): ``pixel_sha256`` hashes the
 upright decoded samples exactly; ``perceptual_hash`` is the 64-bit DCT hash
 (``imagehash.phash``) of the picture rendered by rules 3-6 and resized to 32x32
 by rule 7, which copies re-saved, resized, slightly cropped or EXIF-rotated keep
-within a few bits (:mod:`clearsight.near_duplicates` finds them).
+within a few bits (:mod:`clearsight.near_duplicates` finds them). For DICOM,
+``pixel_sha256`` hashes frame 1's stored samples before any modality or VOI
+LUT, with their photometric interpretation and BitsStored: the same
+acquisition re-exported with another window keeps its identity, and a DICOM
+never shares one with a PNG or JPEG export of it (their perceptual hashes
+match instead, exactly for 8-bit pictures).
 """
 
 from __future__ import annotations
@@ -57,7 +73,7 @@ import hashlib
 import io
 import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,6 +81,9 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, field_validator
+
+from clearsight import dicom
+from clearsight.errors import InvalidImageError
 
 try:  # HEIC/HEIF (recent iPhones' default) through pillow-heif's Pillow plugin
     from pillow_heif import register_heif_opener
@@ -87,13 +106,28 @@ FORMAT_EXTENSIONS: dict[str, str] = {
     "TIFF": "tif",
     "BMP": "bmp",
     "HEIF": "heic",
+    "DICOM": "dcm",  # recognised by content (clearsight.dicom), not by Pillow
 }
 # Folder scans and uploaders accept these file extensions.
 SUPPORTED_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".mpo", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".mpo",
+        ".png",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".bmp",
+        ".heic",
+        ".heif",
+        ".dcm",
+        ".dicom",
+    }
 )
-SUPPORTED_FORMAT_NAMES = "JPEG, MPO, PNG, WebP, TIFF, BMP and HEIC/HEIF"
-_ALLOWED_FORMATS = tuple(FORMAT_EXTENSIONS)
+SUPPORTED_FORMAT_NAMES = "JPEG, MPO, PNG, WebP, TIFF, BMP, HEIC/HEIF and DICOM"
+_ALLOWED_FORMATS = tuple(fmt for fmt in FORMAT_EXTENSIONS if fmt != "DICOM")  # Pillow's
 # Orientations 5-8 swap width and height (EXIF 2.32, Orientation).
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
@@ -118,10 +152,6 @@ Box = tuple[float, float, float, float]  # left, top, right, bottom, in pixels
 NAMED_BACKGROUNDS: dict[str, Background] = {"white": (255, 255, 255), "black": (0, 0, 0)}
 
 
-class InvalidImageError(ValueError):
-    """The bytes are not a usable image; ``str(error)`` is the reason."""
-
-
 class DecodeOptions(BaseModel):
     """The decoding rules that change pixels; kept with the dataset and the model.
 
@@ -130,13 +160,25 @@ class DecodeOptions(BaseModel):
             composited onto; ``"white"`` or ``"black"`` are accepted too.
         high_bit_depth: ``"auto"``: 16-bit greyscale without a usable ``sBIT``
             is scaled by the smallest of 10/12/14/16 bits that holds its
-            largest value; ``"full_range"``: always by 16 bits.
+            largest value; ``"full_range"``: always by 16 bits. Not used for
+            DICOM, whose BitsStored states the significant bits.
+        burned_in_annotation: DICOM with ``BurnedInAnnotation = YES`` (text in
+            the pixels, which may identify the patient): ``"skip"`` refuses
+            it (:class:`InvalidImageError` with that reason); ``"allow"``
+            decodes it.
+        dicom_without_window: DICOM greyscale of more than 8 bits with no VOI
+            LUT Sequence and no WindowCenter/WindowWidth: ``"min_max"`` maps
+            the frame's smallest and largest modality values to 0 and 1;
+            ``"bits_stored"`` maps BitsStored's range (through the modality
+            LUT), a fixed scale (:mod:`clearsight.dicom`, rule 7).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     background: Background = NAMED_BACKGROUNDS["white"]
     high_bit_depth: Literal["auto", "full_range"] = "auto"
+    burned_in_annotation: Literal["skip", "allow"] = "skip"
+    dicom_without_window: Literal["min_max", "bits_stored"] = "min_max"
 
     @field_validator("background", mode="before")
     @classmethod
@@ -165,12 +207,15 @@ class ImageHeader:
 
     Attributes:
         format: Pillow's format name (``JPEG``, ``MPO``, ``PNG``, ``WEBP``,
-            ``TIFF``, ``BMP``, ``HEIF``).
-        mode: Pillow's mode of the stored pixels (``L``, ``RGB``, ``I;16``...).
-        width: Width in pixels, after the EXIF orientation.
-        height: Height in pixels, after the EXIF orientation.
-        orientation: EXIF orientation tag, 1 (upright, or no tag) to 8.
-        frames: Frames or pages in the file (only the first is used).
+            ``TIFF``, ``BMP``, ``HEIF``), or ``DICOM``.
+        mode: Pillow's mode of the stored pixels (``L``, ``RGB``, ``I;16``...;
+            for DICOM the mode of like samples: ``1``, ``L``, ``I;16``,
+            ``I;16S``, ``I``, ``P`` or ``RGB``, see ``DicomHeader.mode``).
+        width: Width in pixels, after the EXIF orientation (DICOM: Columns).
+        height: Height in pixels, after the EXIF orientation (DICOM: Rows).
+        orientation: EXIF orientation tag, 1 (upright, or no tag; DICOM) to 8.
+        frames: Frames or pages in the file (only the first is used; DICOM:
+            NumberOfFrames).
     """
 
     format: str
@@ -195,10 +240,12 @@ class DecodedImage:
             image, or ``(size, size, 3)`` when a size was asked for.
         header: The file's header (full-resolution, oriented dimensions).
         transparency: The image had transparent pixels (composited).
-        bit_depth: Bits per sample of the stored data (1, 2, 4, 8 or 16).
+        bit_depth: Bits per sample of the stored data (1, 2, 4, 8 or 16;
+            DICOM: BitsAllocated, up to 32).
         significant_bits: Bits the scaling used (``bit_depth`` unless a 16-bit
-            image holds fewer significant bits).
-        bit_depth_source: ``"container"``, ``"sBIT"`` or ``"detected"``.
+            image holds fewer significant bits; DICOM: BitsStored).
+        bit_depth_source: ``"container"``, ``"sBIT"``, ``"detected"`` or
+            ``"BitsStored"`` (DICOM).
         notes: What decoding did, in words, for reports.
         pixel_sha256: Identity of the picture (from :func:`inspect` only, else
             empty): hex SHA-256 of the upright decoded samples, their mode and
@@ -239,8 +286,12 @@ def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHe
 
     Raises:
         InvalidImageError: Empty, not an image, an unsupported format, or
-            larger than ``max_pixels``.
+            larger than ``max_pixels``; for DICOM also no pixel data,
+            floating-point pixel data, or a transfer syntax no installed codec
+            decodes (:func:`clearsight.dicom.read_header`).
     """
+    if dicom.is_dicom(data):
+        return _dicom_header(dicom.read_header(data, max_pixels=max_pixels))
     with _open(data, max_pixels) as image:
         return _header(image)
 
@@ -257,9 +308,9 @@ def inspect(
 
     Every pixel is decoded (truncated or corrupt files fail here, not in a
     training epoch), JPEGs at their smallest DCT scale since only validity is
-    checked; transparency and significant bits are measured, and the pixel
-    identity and perceptual hash computed. ``pixels`` is an empty
-    ``(0, 0, 3)`` array.
+    checked, DICOM's first frame only; transparency and significant bits are
+    measured, and the pixel identity and perceptual hash computed. ``pixels``
+    is an empty ``(0, 0, 3)`` array.
 
     Args:
         data: The file's bytes.
@@ -276,13 +327,11 @@ def inspect(
     Raises:
         InvalidImageError: With a human-readable reason.
     """
+    if dicom.is_dicom(data):
+        return _inspect_dicom(data, min_side, max_pixels, options, perceptual_hash)
     with _open(data, max_pixels) as image:
         header = _header(image)
-        if min(header.width, header.height) < min_side:
-            raise InvalidImageError(
-                f"image too small: {header.width}x{header.height}, "
-                f"the smallest side must be at least {min_side} px"
-            )
+        _check_min_side(header.width, header.height, min_side)
         draft = image.draft(None, (1, 1)) if header.format in ("JPEG", "MPO") else None
         _load(image)
         return _described(
@@ -308,7 +357,7 @@ def decode(
     Args:
         data: The file's bytes.
         size: Output height and width in pixels, or ``None`` for the full image.
-        options: Background colour and high-bit-depth rule.
+        options: Background colour, high-bit-depth and DICOM rules.
         max_pixels: Largest accepted width x height, checked on the header.
 
     Returns:
@@ -318,6 +367,9 @@ def decode(
     Raises:
         InvalidImageError: For anything that is not a usable image.
     """
+    if dicom.is_dicom(data):
+        picture = _dicom_picture(data, options, max_pixels)
+        return _dicom_described(picture, _dicom_rgb(picture, size))
     with _open(data, max_pixels) as image:
         header = _header(image)
         if size is not None and header.format in ("JPEG", "MPO"):
@@ -417,6 +469,99 @@ def _described(
     )
 
 
+def _check_min_side(width: int, height: int, min_side: int) -> None:
+    if min(width, height) < min_side:
+        raise InvalidImageError(
+            f"image too small: {width}x{height}, the smallest side must be at least {min_side} px"
+        )
+
+
+def _dicom_picture(
+    data: bytes,
+    options: DecodeOptions,
+    max_pixels: int,
+    before_pixels: Callable[[dicom.DicomHeader], None] | None = None,
+) -> dicom.DicomPicture:
+    return dicom.decode(
+        data,
+        max_pixels=max_pixels,
+        burned_in_annotation=options.burned_in_annotation,
+        without_window=options.dicom_without_window,
+        before_pixels=before_pixels,
+    )
+
+
+def _inspect_dicom(
+    data: bytes,
+    min_side: int,
+    max_pixels: int,
+    options: DecodeOptions,
+    with_perceptual_hash: bool,
+) -> DecodedImage:
+    """:func:`inspect` for DICOM: frame 1 decoded, its identity and likeness."""
+    picture = _dicom_picture(
+        data,
+        options,
+        max_pixels,
+        before_pixels=lambda h: _check_min_side(h.columns, h.rows, min_side),
+    )
+    header = picture.header
+    digest = hashlib.sha256(f"{picture.identity}:{header.columns}x{header.rows}:".encode())
+    digest.update(picture.stored.tobytes())
+    perceptual = ""
+    if with_perceptual_hash and min(header.columns, header.rows) >= PERCEPTUAL_HASH_MIN_SIDE:
+        perceptual = _phash(_dicom_rgb(picture, _PHASH_INPUT_SIDE))
+    return _dicom_described(
+        picture,
+        np.zeros((0, 0, CHANNELS), np.float32),
+        pixel_sha256=digest.hexdigest(),
+        perceptual_hash=perceptual,
+    )
+
+
+def _dicom_header(header: dicom.DicomHeader) -> ImageHeader:
+    return ImageHeader(
+        format="DICOM",
+        mode=header.mode,
+        width=header.columns,
+        height=header.rows,
+        orientation=1,
+        frames=header.frames,
+    )
+
+
+def _dicom_described(
+    picture: dicom.DicomPicture,
+    pixels: np.ndarray,
+    pixel_sha256: str = "",
+    perceptual_hash: str = "",
+) -> DecodedImage:
+    return DecodedImage(
+        pixels=pixels,
+        header=_dicom_header(picture.header),
+        bit_depth=picture.header.bits_allocated,
+        significant_bits=picture.header.bits_stored,
+        bit_depth_source="BitsStored",
+        notes=picture.notes,
+        pixel_sha256=pixel_sha256,
+        perceptual_hash=perceptual_hash,
+    )
+
+
+def _dicom_rgb(picture: dicom.DicomPicture, size: int | None) -> np.ndarray:
+    """A DICOM picture as ``(h, w, 3)`` float32, resized as other images are.
+
+    Pictures whose values are all multiples of 1/255 (colour, 8-bit greyscale
+    shown as stored or inverted) take the 8-bit path, so they decode exactly
+    as a PNG of the same pixels; others the high-bit-depth greyscale path.
+    """
+    if picture.eight_bit:
+        samples = np.rint(picture.pixels * 255).astype(np.uint8)
+        image = Image.fromarray(samples, "RGB" if samples.ndim == 3 else "L")
+        return _to_rgb_float(image, 8, NAMED_BACKGROUNDS["white"], size)
+    return _grey_rgb(picture.pixels, size)
+
+
 def _pixel_sha256(image: Image.Image) -> str:
     """SHA-256 of an image's samples with their mode and size (palettes resolved)."""
     samples = image.convert("RGBA") if image.mode in ("P", "PA") else image
@@ -436,7 +581,11 @@ def _perceptual_hash(
     resize to 32x32 is then a copy. So pixels equal under this module's rules
     hash equally.
     """
-    rgb = _to_rgb_float(image, significant_bits, background, _PHASH_INPUT_SIDE, box=box)
+    return _phash(_to_rgb_float(image, significant_bits, background, _PHASH_INPUT_SIDE, box=box))
+
+
+def _phash(rgb: np.ndarray) -> str:
+    """``imagehash.phash`` of a 32x32 float RGB rendering, rounded to 8 bits."""
     small = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
     bits = imagehash.phash(small, hash_size=_PHASH_BITS_SIDE).hash  # 8x8 bool, row-major
     return np.packbits(bits).tobytes().hex()  # = str(ImageHash), first bit most significant
@@ -487,6 +636,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise InvalidImageError(f"image too large (decompression-bomb guard): {error}") from None
     except UnidentifiedImageError:
+        if dicom.looks_like_bare_dataset(data):
+            raise InvalidImageError(dicom.BARE_DATASET_REASON) from None
         raise InvalidImageError(
             "not an image: Pillow cannot identify the file's format "
             f"(accepted: {SUPPORTED_FORMAT_NAMES})"
@@ -644,7 +795,12 @@ def _high_bit_depth_rgb(
     if isinstance(key, int):  # a tRNS grey value: those pixels are transparent
         shade = np.float32(np.mean(background) / 255)
         grey = np.where(values == key, shade, grey)
-    channel = Image.fromarray(grey, mode="F")
+    return _grey_rgb(grey, size, box)
+
+
+def _grey_rgb(grey: np.ndarray, size: int | None, box: Box | None = None) -> np.ndarray:
+    """Greyscale in [0, 1], resized as a float image (antialiased bilinear), to RGB."""
+    channel = Image.fromarray(np.asarray(grey, dtype=np.float32), mode="F")
     if size is not None and (channel.size != (size, size) or box is not None):
         channel = channel.resize((size, size), Image.Resampling.BILINEAR, box=box)
     single = np.clip(np.asarray(channel, dtype=np.float32), 0.0, 1.0)

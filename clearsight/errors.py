@@ -11,3 +11,11 @@ class DataFolderError(ClearsightError):
 
 class CatalogError(ClearsightError):
     """The metadata catalog cannot be opened or written."""
+
+
+class InvalidImageError(ValueError):
+    """The bytes are not a usable image; ``str(error)`` is the reason.
+
+    Defined here so that :mod:`clearsight.decode` and :mod:`clearsight.dicom`
+    share it; importable from either, and from :mod:`clearsight.images`.
+    """

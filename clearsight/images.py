@@ -43,13 +43,17 @@ class ImageInfo:
         sha256: Hex SHA-256 of the file's bytes (its storage address).
         width: Width in pixels after the EXIF orientation.
         height: Height in pixels after the EXIF orientation.
-        mode: Pillow's mode of the stored pixels (``L``, ``RGB``, ``I;16``...).
-        format: Pillow's format name (``JPEG``, ``MPO``, ``PNG``, ``WEBP``...).
+        mode: Pillow's mode of the stored pixels (``L``, ``RGB``, ``I;16``...;
+            for DICOM the mode of like samples, ``clearsight.dicom.DicomHeader.mode``).
+        format: Pillow's format name (``JPEG``, ``MPO``, ``PNG``, ``WEBP``...) or
+            ``DICOM``.
         num_bytes: File size in bytes.
         orientation: EXIF orientation applied when decoding (1: none).
         transparency: The image has transparent pixels (composited when decoded).
-        significant_bits: Bits per sample used for scaling (8 for 8-bit images).
-        frames: Frames or pages in the file (only the first is used).
+        significant_bits: Bits per sample used for scaling (8 for 8-bit images;
+            DICOM: BitsStored).
+        frames: Frames or pages in the file (only the first is used; DICOM:
+            NumberOfFrames).
         notes: What decoding does to this image, for the ingestion report.
         pixel_sha256: Identity of the picture (``clearsight.decode.DecodedImage``):
             equal for copies whose bytes differ only in metadata.

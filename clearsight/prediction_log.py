@@ -27,7 +27,10 @@ other readers do not block each other); their schema is migrated by
 hashes and their monitoring features (``features``: the statistics of the
 picture the model answered and the embedding's principal components, both
 computed by the server while answering, and the geometry the writer reads
-from the file's header; see :mod:`clearsight.features`).
+from the file's header; see :mod:`clearsight.features`). A DICOM image is
+hashed, measured and kept as its de-identified copy
+(:func:`clearsight.deidentify.stored_copy`): no identifying attribute of it
+reaches the log or the store.
 
 Framework-free: no ZenML, no seldon-core.
 """
@@ -73,6 +76,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from clearsight.catalog import check_url, display_url, resolve_catalog_url
 from clearsight.decode import DEFAULT_MAX_PIXELS, DEFAULT_OPTIONS, DecodeOptions, read_header
+from clearsight.deidentify import DeidentificationError, stored_copy
 from clearsight.images import inspect_image, sha256_bytes
 from clearsight.migrations import upgrade_database
 from clearsight.serving import MAX_PUID_LENGTH
@@ -269,6 +273,19 @@ def image_hashes(
     except Exception:  # noqa: BLE001 - it was answered; a hash failure only leaves a gap
         return sha256_bytes(data), None
     return info.sha256, info.pixel_sha256 or None
+
+
+def _kept_bytes(data: bytes) -> bytes | None:
+    """The bytes the log hashes and keeps: a DICOM file's de-identified copy, else ``data``.
+
+    Returns:
+        None for a DICOM file that cannot be de-identified: its row then has
+        no hash, no features and no kept image (nothing of the original is written).
+    """
+    try:
+        return stored_copy(data)
+    except DeidentificationError:
+        return None
 
 
 def _content_store(root: str) -> Any:
@@ -518,12 +535,15 @@ class PredictionLog:
             image_sha256 = pixel_sha256 = None
             features: dict[str, float] = {}
             image_uri = None
+            image = None
             if entry.images is not None and item < len(entry.images):
-                image_sha256, pixel_sha256 = self.hashes(entry.images[item])
+                image = _kept_bytes(entry.images[item])
+            if image is not None:
+                image_sha256, pixel_sha256 = self.hashes(image)
                 if pixel_sha256 is not None and self._keeps(answer):
-                    image_uri = self._keep(entry.images[item], image_sha256)
+                    image_uri = self._keep(image, image_sha256)
                 if self.image_features is not None and pixel_sha256 is not None:
-                    features.update(self._image_features(entry.images[item]))
+                    features.update(self._image_features(image))
             if entry.features is not None and item < len(entry.features):
                 features.update(entry.features[item])
             rows.append(

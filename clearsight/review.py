@@ -63,6 +63,7 @@ from clearsight.dataset import (
     assign_split,
     known_index,
 )
+from clearsight.deidentify import stored_copy
 from clearsight.errors import CatalogError, ClearsightError
 from clearsight.images import DEFAULT_MAX_PIXELS, InvalidImageError, inspect_image
 from clearsight.migrations import upgrade_database
@@ -231,6 +232,9 @@ class ReviewStore:
     ) -> int:
         """Store the image by content and queue its prediction for review.
 
+        A DICOM file is stored (and hashed) as its de-identified copy
+        (:func:`clearsight.deidentify.stored_copy`), never as uploaded.
+
         A pending entry for the same image and model version is reused (and
         marked flagged when asked), so uploading an image twice queues it once;
         it keeps the request id it was queued with (or takes this one if it
@@ -256,8 +260,11 @@ class ReviewStore:
             The id of the queue entry.
 
         Raises:
-            InvalidImageError: When ``data`` is not a usable image (``clearsight.decode``).
+            InvalidImageError: When ``data`` is not a usable image (``clearsight.decode``),
+                or a DICOM file that cannot be de-identified
+                (``clearsight.deidentify.DeidentificationError``, a subclass).
         """
+        data = stored_copy(data)  # a DICOM file is queued as its de-identified copy
         info = inspect_image(data, min_side=1, max_pixels=max_pixels)
         model = model or {}
         confidence = float(answer["confidence"])

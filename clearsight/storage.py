@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from clearsight.dataset import DatasetManifest, ImageRecord
-from clearsight.images import FORMAT_EXTENSIONS
+from clearsight.deidentify import DeidentificationError, deidentify, is_dicom
+from clearsight.errors import DataFolderError
+from clearsight.images import FORMAT_EXTENSIONS, sha256_bytes
 
 
 class FileSystem(Protocol):
@@ -125,6 +127,10 @@ class ContentStore:
     ) -> tuple[DatasetManifest, int, int]:
         """Upload the images a candidate manifest lists, skipping stored ones.
 
+        A DICOM source is stored as its de-identified copy
+        (:func:`clearsight.deidentify.deidentify`), the bytes the record's
+        ``sha256`` was computed from at the scan; never the original.
+
         Args:
             manifest: A manifest whose uris are readable source paths.
             progress: Optional wrapper around the record iterable.
@@ -132,6 +138,10 @@ class ContentStore:
         Returns:
             A manifest whose uris point into the store, the number of images
             uploaded, and the number already there.
+
+        Raises:
+            clearsight.errors.DataFolderError: When a DICOM source no longer
+                gives the copy it gave at the scan (the file changed since).
         """
         present = self.existing()
         uploaded = already = 0
@@ -142,8 +152,28 @@ class ContentStore:
             if uri.rsplit("/", 1)[1] in present:
                 already += 1
             else:
-                self.put(uri, Path(record.uri).read_bytes())
+                self.put(uri, _stored_bytes(record))
                 uploaded += 1
             stored_records.append(record.model_copy(update={"uri": uri}))
         stored = manifest.model_copy(update={"records": stored_records, "stored": True})
         return stored, uploaded, already
+
+
+def _stored_bytes(record: ImageRecord) -> bytes:
+    """The bytes to store for a record read from its source: a DICOM file's copy."""
+    data = Path(record.uri).read_bytes()
+    if not is_dicom(data):
+        return data
+    try:
+        data = deidentify(data)
+    except DeidentificationError as error:
+        raise DataFolderError(
+            f"{record.uri} cannot be de-identified any more ({error}); it changed since the "
+            "scan: ingest again"
+        ) from error
+    if sha256_bytes(data) != record.sha256:
+        raise DataFolderError(
+            f"{record.uri} changed since the scan: its de-identified copy is no longer "
+            f"{record.sha256[:12]}; ingest again"
+        )
+    return data

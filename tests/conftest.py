@@ -1,6 +1,7 @@
 """Test-wide isolation: a throw-away ZenML config, set before ZenML is imported."""
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,6 +30,9 @@ for variable in (
 # catalog URL it would go to the user's .state/catalog.db. The prediction-log tests
 # switch it on with a catalog of their own.
 os.environ["CLEARSIGHT_PREDICTION_LOG"] = "off"
+# DICOM patients' pseudonyms use a key of the test session, never the user's
+# .state/secrets/pseudonym.key (nor a new one written there).
+os.environ["CLEARSIGHT_PSEUDONYM_KEY"] = secrets.token_hex(32)
 
 from stack.runtime import quiet_shutdown  # noqa: E402
 

@@ -83,7 +83,10 @@ def scan_images(
             lesion, field): ``{file, image_column, group_column}``, ``file``
             relative to ``data_dir`` or absolute, null for no table. Unsplit
             folders are split by group; pre-split folders are checked for
-            groups in several splits (see ``clearsight.groups``).
+            groups in several splits (see ``clearsight.groups``). A DICOM file
+            without a row is grouped by its PatientID, keyed-hashed with the
+            installation's secret (``clearsight.deidentify``); only its
+            de-identified copy is hashed, catalogued and stored.
         near_duplicates: The near-duplicate search: ``{max_distance, leakage}``
             (bits between perceptual hashes, null: off; ``move`` or ``report``),
             see ``clearsight.leakage``.
@@ -187,6 +190,7 @@ def scan_images(
             "imbalance": report.imbalance,
             "groups": report.groups,
             "ungrouped": report.ungrouped,
+            "patient_id_groups": report.patient_id_groups,
             "cross_split_groups": len(report.cross_split_groups),
             "near_duplicate_clusters": len(report.near_duplicate_clusters),
             "leakage_prevented": report.leakage_prevented,

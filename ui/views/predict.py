@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from clearsight.decode import SUPPORTED_FORMAT_NAMES, DecodeOptions
+from clearsight.deidentify import stored_copy
 from clearsight.images import SUPPORTED_EXTENSIONS, InvalidImageError, inspect_image
 from ui import metrics
 from ui.components.auth import require_user
@@ -77,6 +78,9 @@ for upload in files:
         seen_uploads.add(upload.file_id)
         metrics.UPLOADS.inc()
     try:
+        # A DICOM upload goes no further than its de-identified copy: the endpoint,
+        # the thumbnails and the review queue only ever see that.
+        data = stored_copy(data)
         info = inspect_image(data, min_side=1, options=decoding)
     except InvalidImageError as error:
         st.warning(f"{name}: not usable ({error}).")
