@@ -98,16 +98,17 @@ test: setup airflow-venv lint prometheus alerting postgresql chromium ## Set up,
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: setup ## Start the Streamlit review app (http://127.0.0.1:8501; its metrics on :8502)
-	@$(VENV)/bin/streamlit run ui/main.py --server.port $(UI_PORT) --server.address 127.0.0.1 \
+	@# With `make services` run: MLflow's read-only account (stack/mlflow_auth.py ui-env).
+	@eval "$$($(PY) -m stack.mlflow_auth ui-env)" && $(VENV)/bin/streamlit run ui/main.py --server.port $(UI_PORT) --server.address 127.0.0.1 \
 	  --server.headless true --browser.gatherUsageStats false --client.toolbarMode minimal
 
-dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237), account form filled in
-	@$(VENV)/bin/zenml login --local --port $(ZENML_PORT)
+dashboard: setup ## Start the local ZenML server and dashboard (http://127.0.0.1:8237, user default with a password), account form filled in
+	@CLEARSIGHT_ZENML_URL="$${CLEARSIGHT_ZENML_URL:-http://127.0.0.1:$(ZENML_PORT)}" $(PY) -m stack.services start zenml
 	@$(PY) -m stack.dashboard onboard
-	@echo "ZenML dashboard: http://127.0.0.1:$(ZENML_PORT)/projects/default/runs  (stop: make dashboard-stop)"
+	@echo "ZenML dashboard: http://127.0.0.1:$(ZENML_PORT)/projects/default/runs  (user default, password: CLEARSIGHT_ZENML_PASSWORD in .state/services/credentials.env; stop: make dashboard-stop)"
 
 dashboard-stop: ## Stop the local ZenML server
-	@$(VENV)/bin/zenml logout --local || true
+	@[ ! -x $(PY) ] || CLEARSIGHT_ZENML_URL="$${CLEARSIGHT_ZENML_URL:-http://127.0.0.1:$(ZENML_PORT)}" $(PY) -m stack.services stop zenml
 
 mlflow-ui: setup ## Open the MLflow UI on the embedded stack's tracking store (http://127.0.0.1:5001)
 	@URI="$$($(PY) -c 'from zenml.client import Client; print(Client().active_stack.experiment_tracker.get_tracking_uri())')" && \

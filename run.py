@@ -507,31 +507,24 @@ def _deployment_summary(deploy_run: Any) -> None:
         f"  smoke test      true {smoke['true_label']} -> predicted {answer['label']} "
         f"(confidence {answer['confidence']:.3f}{', uncertain' if answer['uncertain'] else ''})"
     )
-    click.echo("  try it          " + _curl(deployment["prediction_url"], smoke.get("image_path")))
+    from stack.endpoint import curl_command, key_hint
 
-
-def _curl(url: str, image: str | None) -> str:
-    image = image or "path/to/image.png"
-    return (
-        f"curl -s -X POST -H 'Content-Type: application/json' "
-        f'-d "{{\\"binData\\": \\"$(base64 -w0 {image})\\"}}" {url}'
+    keys = deployment.get("api_keys", False)
+    click.echo(
+        "  try it          "
+        + curl_command(deployment["prediction_url"], smoke.get("image_path"), keys)
     )
+    if keys:
+        click.echo(f"                  ({key_hint()})")
 
 
 def _endpoint_service(model_name: str) -> Any:
-    from zenml.client import Client
+    from stack.endpoint import EndpointNotFoundError, running_server
 
-    deployer = Client().active_stack.model_deployer
-    if deployer is None:
-        return None
-    if hasattr(deployer, "servers_for"):  # our local Seldon deployer
-        servers = deployer.servers_for(model_name)
-    else:  # ZenML's Seldon Core deployer on Kubernetes
-        from stack.seldon.kubernetes import seldon_servers_for
-
-        servers = seldon_servers_for(deployer, model_name)
-    running = [s for s in servers if s.is_running]
-    return running[0] if running else None
+    try:
+        return running_server(model_name)
+    except EndpointNotFoundError as error:
+        raise PreconditionError(str(error)) from None
 
 
 actor_option = click.option(
@@ -755,12 +748,19 @@ def deploy(obj: dict[str, Any], actor: str) -> None:
 @click.pass_obj
 def endpoint(obj: dict[str, Any]) -> None:
     """Print the prediction URL of the served champion (and a curl to try it)."""
+    from stack.endpoint import EndpointNotFoundError, curl_command, find_endpoint, key_hint
+
     name = _model_name(obj["train_config"])
-    service = _endpoint_service(name)
-    if service is None:
-        raise PreconditionError(f"No endpoint is serving {name}. Fix: python run.py deploy")
-    click.echo(service.prediction_url)
-    click.echo(_curl(service.prediction_url, None), err=True)
+    try:
+        found = find_endpoint(name)
+    except EndpointNotFoundError as error:
+        raise PreconditionError(
+            f"No endpoint is serving {name} ({error.reason}). Fix: python run.py deploy"
+        ) from None
+    click.echo(found.prediction_url)
+    click.echo(curl_command(found.prediction_url, None, found.keys_required), err=True)
+    if found.keys_required:
+        click.echo(f"({key_hint()})", err=True)
 
 
 @main.command()

@@ -5,6 +5,7 @@ Everything runs on loopback with bounded request counts:
     python benchmarks/bench_serving.py                 # or: make bench-serving
     python benchmarks/bench_serving.py --requests 600 --soak 10000   # the same, spelled out
     python benchmarks/bench_serving.py --prediction-log   # the endpoint with and without its log
+    python benchmarks/bench_serving.py --api-keys         # the endpoint with and without API keys
 
 Prints, for each server: single-image latency p50/p99 and requests/s at
 concurrency 1, 8 and 32, images/s for batches of 64; then a soak of N requests
@@ -39,6 +40,14 @@ divided by the requests it answered: a figure that other load on the machine
 hardly moves.
 Before each round the logging server's writer has written everything sent so
 far, so its background work does not fall into the other server's round.
+
+The endpoint of the main run requires API keys, as one listening beyond
+loopback does: every request sends ``Authorization: Bearer <key>`` (a key made
+in the throw-away catalog; the header from :func:`stack.endpoint.auth_headers`,
+as every client of the endpoint builds it). ``--api-keys`` measures only their
+cost (issue #15): two endpoints of the same model, prediction log off, one
+with ``CLEARSIGHT_API_KEYS=off`` and one requiring keys, take the same
+single-image requests at concurrency 8 in interleaved rounds, as above.
 """
 
 from __future__ import annotations
@@ -195,7 +204,13 @@ class Server:
             pass
 
 
-def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str, float]:
+def load(
+    url: str,
+    bodies: list[str],
+    concurrency: int,
+    count: int,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
     """Send ``count`` requests from ``concurrency`` threads; failures are counted, not fatal.
 
     A failure is a 5xx answer or a request that got no answer at all
@@ -203,12 +218,14 @@ def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str,
     """
     latencies: list[float] = []
     errors_5xx = 0
+    errors_4xx = 0
     connection_errors = 0
+    sent_headers = {"Content-Type": "application/json", **(headers or {})}
     lock = threading.Lock()
     session_local = threading.local()
 
     def one(i: int) -> None:
-        nonlocal errors_5xx, connection_errors
+        nonlocal errors_5xx, errors_4xx, connection_errors
         session = getattr(session_local, "s", None) or requests.Session()
         session_local.s = session
         start = time.perf_counter()
@@ -216,7 +233,7 @@ def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str,
             response = session.post(
                 url,
                 data=bodies[i % len(bodies)],
-                headers={"Content-Type": "application/json"},
+                headers=sent_headers,
                 timeout=60,
             )
         except requests.RequestException:
@@ -229,6 +246,8 @@ def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str,
             latencies.append(elapsed)
             if response.status_code >= 500:
                 errors_5xx += 1
+            elif response.status_code >= 400:
+                errors_4xx += 1
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -241,8 +260,9 @@ def load(url: str, bodies: list[str], concurrency: int, count: int) -> dict[str,
         "p50_ms": 1000 * statistics.median(ordered),
         "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
         "errors_5xx": errors_5xx,
+        "errors_4xx": errors_4xx,
         "connection_errors": connection_errors,
-        "failures": errors_5xx + connection_errors,
+        "failures": errors_5xx + errors_4xx + connection_errors,
     }
 
 
@@ -298,21 +318,29 @@ def prepare(work: Path) -> None:
     )
 
 
-def bench(name: str, server: Server, url: str, single: list[str], batch: list[str], n: int):
+def bench(
+    name: str,
+    server: Server,
+    url: str,
+    single: list[str],
+    batch: list[str],
+    n: int,
+    headers: dict[str, str] | None = None,
+):
     """Throughput at concurrency 1, 8, 32 and with batches of 64; returns c=8's figures."""
     results = {}
-    load(url, single, 4, 50)  # warm up
+    load(url, single, 4, 50, headers)  # warm up
     for concurrency in (1, 8, 32):
-        r = load(url, single, concurrency, n)
+        r = load(url, single, concurrency, n, headers)
         results[concurrency] = r
         print(
             f"{name:7s} c={concurrency:<3d} {r['rps']:7.1f} req/s"
             f"  p50 {r['p50_ms']:6.1f} ms"
-            f"  p99 {r['p99_ms']:6.1f} ms  5xx {r['errors_5xx']}"
+            f"  p99 {r['p99_ms']:6.1f} ms  5xx {r['errors_5xx']}  4xx {r['errors_4xx']}"
             f"  no answer {r['connection_errors']}",
             flush=True,
         )
-    b = load(url, batch, 1, 50)
+    b = load(url, batch, 1, 50, headers)
     print(f"{name:7s} batch of 64: {64 * b['rps']:7.1f} images/s", flush=True)
     return results[8]
 
@@ -451,6 +479,120 @@ def compare_prediction_log(work: Path, bodies: dict[str, list[str]], n: int, rou
             server.stop()
 
 
+def api_key(catalog: Path, name: str = "bench") -> str:
+    """A key made in the throw-away catalog ``catalog`` (SQLite file)."""
+    import logging
+
+    from clearsight.api_keys import ApiKeyStore
+
+    for quiet in ("alembic", "clearsight.migrations"):  # the new catalog's migrations
+        logging.getLogger(quiet).setLevel(logging.WARNING)
+    store = ApiKeyStore(f"sqlite:///{catalog}")
+    try:
+        return store.create(name)
+    finally:
+        store.close()
+
+
+def check_cost(catalog: Path, key: str, calls: int = 20_000) -> None:
+    """The key check of one request in this process: cached, and read from the catalog."""
+    from clearsight.api_keys import ApiKeyVerifier, bearer_token
+
+    header = f"Bearer {key}"
+    cached = ApiKeyVerifier(f"sqlite:///{catalog}", ttl=3600)
+    cached.verify(key)  # open the store, fill the cache
+    start = time.perf_counter()
+    for _ in range(calls):
+        cached.verify(bearer_token(header))
+    hit = (time.perf_counter() - start) / calls
+    fresh = ApiKeyVerifier(f"sqlite:///{catalog}", ttl=0)  # every check reads the catalog
+    fresh.verify(key)
+    start = time.perf_counter()
+    for _ in range(200):
+        fresh.verify(bearer_token(header))
+    miss = (time.perf_counter() - start) / 200
+    print(
+        f"key check per request: {hit * 1e6:.1f} us cached (every request within the TTL), "
+        f"{miss * 1e3:.2f} ms when read from the SQLite catalog (once per key and TTL)",
+        flush=True,
+    )
+
+
+def compare_api_keys(work: Path, bodies: dict[str, list[str]], n: int, rounds: int) -> None:
+    """p50/p99 and CPU per request at concurrency 8 without and with API keys, interleaved."""
+    from stack.endpoint import auth_headers
+    from stack.seldon.service import microservice_command
+
+    catalog = work / "catalog.db"
+    key = api_key(catalog)
+    headers = {"off": {}, "required": auth_headers(key)}
+    check_cost(catalog, key)
+    servers: dict[str, tuple[Server, str]] = {}
+    try:
+        for mode in headers:
+            http = free_port()
+            env = {
+                **os.environ,
+                "CLEARSIGHT_MODEL_DIR": str(work / "seldon-model"),
+                "PYTHONPATH": str(ROOT),
+                "CLEARSIGHT_PREDICTION_LOG": "off",
+                "CLEARSIGHT_API_KEYS": mode,
+                "CLEARSIGHT_CATALOG_URL": f"sqlite:///{catalog}",
+            }
+            server = Server(
+                microservice_command(http, free_port(), free_port(), workers=1),
+                env,
+                f"http://127.0.0.1:{http}/health/ping",
+            )
+            servers[mode] = (server, f"http://127.0.0.1:{http}/api/v1.0/predictions")
+        for mode, (_, url) in servers.items():
+            for payload in bodies.values():
+                load(url, payload, 4, 50, headers[mode])  # warm up
+        pooled: dict[tuple[str, str], list[float]] = {}
+        cpu: dict[tuple[str, str], float] = {}
+        failures = 0
+        for round_ in range(rounds):
+            order = ("off", "required") if round_ % 2 == 0 else ("required", "off")
+            for mode in order:
+                server, url = servers[mode]
+                for payload, payload_bodies in bodies.items():
+                    before = tree_cpu(server.process.pid)
+                    r = load(url, payload_bodies, 8, n, headers[mode])
+                    failures += r["failures"]
+                    pooled.setdefault((mode, payload), []).extend(r["latencies"])
+                    used = tree_cpu(server.process.pid) - before
+                    cpu[(mode, payload)] = cpu.get((mode, payload), 0.0) + used
+        print(
+            f"API keys: c=8, {rounds} interleaved rounds of {n} single-image requests per "
+            f"payload and server, latencies pooled; failures (4xx, 5xx, no answer): {failures}",
+            flush=True,
+        )
+        print(f"  {'payload':12s} {'keys':8s} {'p50 ms':>7s} {'p99 ms':>7s} {'CPU ms/req':>10s}")
+        for payload in bodies:
+            figures = {}
+            for mode in headers:
+                ordered = sorted(pooled[(mode, payload)])
+                figures[mode] = (
+                    percentile(ordered, 0.5) * 1000,
+                    percentile(ordered, 0.99) * 1000,
+                    cpu[(mode, payload)] * 1000 / len(ordered),
+                )
+                print(
+                    f"  {payload:12s} {mode:8s} {figures[mode][0]:7.2f} {figures[mode][1]:7.2f} "
+                    f"{figures[mode][2]:10.2f}",
+                    flush=True,
+                )
+            on, off = figures["required"], figures["off"]
+            print(
+                f"  {payload:12s} required/off: p50 {on[0] / off[0]:.2f}x, "
+                f"p99 {on[1] / off[1]:.2f}x, CPU {on[2] - off[2]:+.2f} ms per request",
+                flush=True,
+            )
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+
+
 def steady(server: Server) -> dict[str, int]:
     time.sleep(2)
     return server.memory()
@@ -470,7 +612,12 @@ def main() -> None:
         help="only compare the endpoint with and without its prediction log (p50/p99 at c=8)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds for --prediction-log"
+        "--api-keys",
+        action="store_true",
+        help="only compare the endpoint without and with API keys (p50/p99 at c=8)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds for --prediction-log, --api-keys"
     )
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)  # the child's job
     args = parser.parse_args()
@@ -497,6 +644,26 @@ def main() -> None:
         )
         tensors = np.load(work / "tensors.npy")
         images = [p.read_bytes() for p in sorted((work / "images").glob("*.png"))]
+        if args.api_keys:
+            print(
+                f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+                f"{platform.python_version()}; model: small CNN, 32x32x3, 10 classes",
+                flush=True,
+            )
+            compare_api_keys(
+                work,
+                {
+                    "PNG binData": [
+                        json.dumps({"binData": base64.b64encode(i).decode()}) for i in images
+                    ],
+                    "tensor": [
+                        json.dumps({"data": {"ndarray": t[None].tolist()}}) for t in tensors
+                    ],
+                },
+                args.requests,
+                args.rounds,
+            )
+            return
         if args.prediction_log:
             print(
                 f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
@@ -527,14 +694,19 @@ def main() -> None:
             f"{platform.python_version()}; model: small CNN, 32x32x3, 10 classes",
             flush=True,
         )
+        from stack.endpoint import auth_headers
+
         http = free_port()
         env = {
             **os.environ,
             "CLEARSIGHT_MODEL_DIR": str(work / "seldon-model"),
             "PYTHONPATH": str(ROOT),
-            # The prediction log is on by default: it goes to a throw-away catalog.
+            # The prediction log is on by default: it goes to a throw-away catalog,
+            # which holds the API key the requests send too.
             "CLEARSIGHT_CATALOG_URL": f"sqlite:///{work / 'catalog.db'}",
+            "CLEARSIGHT_API_KEYS": "required",
         }
+        keyed = auth_headers(api_key(work / "catalog.db"))
         seldon = Server(
             microservice_command(http, free_port(), free_port(), workers=1),
             env,
@@ -546,9 +718,9 @@ def main() -> None:
         seldon_png = [json.dumps({"binData": base64.b64encode(i).decode()}) for i in images]
         seldon_batch = [json.dumps({"data": {"ndarray": tensors.tolist()}})]
         c8["seldon"] = bench(
-            "seldon", seldon, seldon_url, seldon_single, seldon_batch, args.requests
+            "seldon", seldon, seldon_url, seldon_single, seldon_batch, args.requests, keyed
         )
-        r = load(seldon_url, seldon_png, 8, args.requests)
+        r = load(seldon_url, seldon_png, 8, args.requests, keyed)
         print(
             f"seldon  c=8 PNG binData (decode+preprocess in server): {r['rps']:.1f} req/s, "
             f"p99 {r['p99_ms']:.1f} ms",
@@ -556,7 +728,7 @@ def main() -> None:
         )
         memory["seldon"] = steady(seldon)
         before = seldon.rss()
-        soak = load(seldon_url, seldon_png, 16, args.soak)
+        soak = load(seldon_url, seldon_png, 16, args.soak, keyed)
         after = seldon.rss()
         print(
             f"seldon  soak {args.soak} requests c=16: 5xx {soak['errors_5xx']}, "

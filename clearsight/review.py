@@ -18,7 +18,11 @@ default, any SQLAlchemy URL; their schema is migrated by
   the reviewer as ``recorded_by`` (:mod:`clearsight.prediction_log`), written
   in the review's transaction;
 * ``audit_log``: every review and admin action (deploy, promote, rollback)
-  with who did it, when, and whether it worked.
+  with who did it, when, and whether it worked; and the review app's
+  sign-ins (:data:`SIGN_IN`, :data:`LOCKOUT`, :data:`PASSWORD_RESET`, with
+  the account's name as ``target``), from which the app counts failed
+  sign-ins (:meth:`ReviewStore.sign_in_history`), so a lockout holds across
+  app restarts and processes.
 
 Framework-free: the caller injects a :class:`~clearsight.storage.ContentStore`
 (the app gives it the active artifact store through ZenML's file I/O).
@@ -39,6 +43,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -84,6 +89,13 @@ REVIEW_PROVENANCE = "review"
 # suggested label. No schema change: older databases hold them as they are.
 LABEL_REVIEW_REQUESTER = "clearsight:label-review"
 LABEL_ERROR_REASON = "possible label error"
+# Audit actions of the review app's sign-in (``target``: the account's name):
+# a sign-in attempt (outcome ``ok``, ``failed``, or ``refused`` while locked
+# out, when the password is not checked), the lockout that the last failed
+# attempt started (outcome ``locked``), and a password reset, which ends a lockout.
+SIGN_IN = "sign-in"
+LOCKOUT = "lockout"
+PASSWORD_RESET = "password-reset"
 
 metadata = MetaData()
 
@@ -141,6 +153,8 @@ AUDIT_LOG = Table(
     Column("target", String(255), nullable=False, default=""),
     Column("outcome", String(16), nullable=False),
     Column("details", JSON, nullable=False),
+    # An account's sign-in history, newest first (revision 0006_audit_log_target).
+    Index("ix_audit_log_target_at", "target", "at"),
 )
 
 
@@ -602,13 +616,14 @@ class ReviewStore:
         target: str = "",
         outcome: str = "ok",
         details: dict[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> int:
-        """Append one admin (or other) action to the audit log."""
+        """Append one admin (or other) action to the audit log (``at``: now, unless given)."""
         with self.engine.begin() as connection:
             return int(
                 connection.execute(
                     insert(AUDIT_LOG).values(
-                        at=datetime.now(UTC),
+                        at=at or datetime.now(UTC),
                         actor=actor,
                         role=role,
                         action=action,
@@ -619,11 +634,44 @@ class ReviewStore:
                 ).inserted_primary_key[0]
             )
 
-    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The latest audit entries, newest first."""
+    def audit_log(
+        self, limit: int = 100, exclude_actions: tuple[str, ...] = ()
+    ) -> list[dict[str, Any]]:
+        """The latest audit entries, newest first, without the ``exclude_actions``."""
         query = select(AUDIT_LOG).order_by(AUDIT_LOG.c.id.desc()).limit(limit)
+        if exclude_actions:
+            query = query.where(AUDIT_LOG.c.action.not_in(exclude_actions))
         with self.engine.connect() as connection:
             return [dict(r._mapping) for r in connection.execute(query)]
+
+    def sign_in_history(self, name: str, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """The events that decide whether ``name`` may sign in, newest first.
+
+        Successful and failed sign-ins, lockouts and password resets of the
+        account ``name`` after ``since``; attempts refused during a lockout are
+        left out (they neither count nor end anything), so ``limit`` rows
+        always reach back to the last event that matters.
+
+        Args:
+            name: The account (the audit entries' ``target``).
+            since: Only events after this time (the lockout period ago).
+            limit: At most this many events (the allowed attempts, plus one).
+        """
+        query = (
+            select(AUDIT_LOG.c.at, AUDIT_LOG.c.action, AUDIT_LOG.c.outcome)
+            .where(
+                AUDIT_LOG.c.target == name,
+                AUDIT_LOG.c.at > since,
+                or_(
+                    AUDIT_LOG.c.action.in_((LOCKOUT, PASSWORD_RESET)),
+                    (AUDIT_LOG.c.action == SIGN_IN) & AUDIT_LOG.c.outcome.in_(("ok", "failed")),
+                ),
+            )
+            .order_by(AUDIT_LOG.c.at.desc(), AUDIT_LOG.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [{**r._mapping, "at": _utc(r.at)} for r in connection.execute(query)]
 
     def close(self) -> None:
         """Release the database connections."""

@@ -20,6 +20,13 @@ the request id that the answer carries in ``meta.puid``: the request's own
 ``seldon-puid``) that Seldon's executor sets, else a new UUID. Seldon's feedback
 call (``/api/v1.0/feedback``, gRPC ``SendFeedback``) stores the true labels of
 an answered request (:meth:`ImageClassifier.send_feedback_raw`).
+
+API keys (:mod:`clearsight.api_keys`): when the server requires them
+(``CLEARSIGHT_API_KEYS``; by default unless bound to loopback), every REST
+request but ``/health/*`` needs ``Authorization: Bearer <key>`` and every gRPC
+call the ``authorization`` metadata; a missing or wrong key gets 401 (gRPC
+``UNAUTHENTICATED``) and is counted in ``clearsight_rejected_total{reason}``.
+The metrics port is another server, without keys.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from seldon_core.metrics import SeldonMetrics
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 
+from clearsight import api_keys
 from clearsight.decode import InvalidImageError, decode_batch
 from clearsight.errors import CatalogError
 from clearsight.features import EmbeddingProjection, geometry, picture_statistics
@@ -77,6 +85,8 @@ SELDON_PUID_HEADER = "Seldon-Puid"
 FEEDBACK_WAIT = 2 * DEFAULT_FLUSH_INTERVAL
 _LOAD_LOCK = threading.Lock()  # the gRPC process loads on its first calls, in threads
 _GRPC_CALL = threading.local()  # the gRPC call's Seldon-Puid metadata, for predict_raw
+#: Paths answered without a key: Seldon's liveness and readiness probes.
+OPEN_PATH_PREFIX = "/health/"
 
 # seldon-core builds one SeldonMetrics (its custom-metrics store, shared by the
 # workers) in main() after importing this module, and gives it only to its
@@ -138,9 +148,28 @@ def _status_body(code: int, reason: str, info: str) -> dict[str, Any]:
     return {"status": {"status": 1, "code": code, "reason": reason, "info": info}}
 
 
-def _error_blueprint(max_request_bytes: int) -> Blueprint:
-    """Clear 4xx answers where seldon-core would give a 500, and rejection counts.
+def _refusal(reason: str) -> tuple[Any, int, dict[str, str]]:
+    """The answer to a request whose key is missing or wrong (401), or unreadable (503)."""
+    code = 503 if reason == api_keys.UNAVAILABLE else 401
+    challenge = 'Bearer realm="clearsight"'
+    if reason == api_keys.INVALID:
+        challenge += ', error="invalid_token"'  # RFC 6750, section 3.1
+    body = _status_body(
+        code,
+        "UNAUTHORIZED" if code == 401 else "SERVICE_UNAVAILABLE",
+        api_keys.refusal_message(reason),
+    )
+    return jsonify(body), code, {"WWW-Authenticate": challenge}
 
+
+def _error_blueprint(
+    max_request_bytes: int, verifier: api_keys.ApiKeyVerifier | None = None
+) -> Blueprint:
+    """API keys, clear 4xx answers where seldon-core would give a 500, and rejection counts.
+
+    * with a ``verifier`` (keys required): a request without a valid
+      ``Authorization: Bearer <key>`` gets 401 before anything else is read
+      (``/health/*`` and CORS preflights excepted), counted whatever its path;
     * a non-JSON content type: 415 (seldon-core: 500);
     * a body over ``max_request_bytes``: 413 before it is read;
     * every 4xx of the prediction and feedback routes is counted in
@@ -150,6 +179,19 @@ def _error_blueprint(max_request_bytes: int) -> Blueprint:
       no such form).
     """
     blueprint = Blueprint("clearsight_errors", __name__)
+
+    if verifier is not None:
+
+        @blueprint.before_app_request
+        def require_api_key():  # first hook: nothing is read before the key is checked
+            if request.method == "OPTIONS" or request.path.startswith(OPEN_PATH_PREFIX):
+                return None
+            verdict = verifier.verify(api_keys.bearer_token(request.headers.get(api_keys.HEADER)))
+            if verdict.accepted:
+                return None
+            g.clearsight_reject_reason = verdict.reason
+            g.clearsight_key_refused = True
+            return _refusal(verdict.reason)
 
     @blueprint.record_once
     def limit_body(state: Any) -> None:
@@ -188,7 +230,9 @@ def _error_blueprint(max_request_bytes: int) -> Blueprint:
     @blueprint.after_app_request
     def count_rejections(response):
         feedback = request.path in FEEDBACK_PATHS
-        if 400 <= response.status_code < 500 and (feedback or request.path in PREDICTION_PATHS):
+        if getattr(g, "clearsight_key_refused", False) or (
+            400 <= response.status_code < 500 and (feedback or request.path in PREDICTION_PATHS)
+        ):
             reason = getattr(g, "clearsight_reject_reason", None)
             if reason is None:
                 body = response.get_json(silent=True) or {}
@@ -243,9 +287,11 @@ class ImageClassifier:
         self.model = None
         self.infer = None
         self.projection: EmbeddingProjection | None = None
-        self.model_error_handler = _error_blueprint(self.config.max_request_bytes)
+        self.api_keys = _api_key_verifier()
+        self.model_error_handler = _error_blueprint(self.config.max_request_bytes, self.api_keys)
         self.prediction_log = self._open_prediction_log()
         _grpc_errors_as_status_codes()
+        _grpc_api_keys()
 
     def _open_prediction_log(self) -> PredictionLog | None:
         """The log this server writes to, or None when switched off (nothing opened yet).
@@ -617,6 +663,20 @@ class ImageClassifier:
         }
 
 
+def _api_key_verifier() -> api_keys.ApiKeyVerifier | None:
+    """This server's key verifier, or None when keys are off (see :mod:`clearsight.api_keys`).
+
+    Raises:
+        ValueError: ``CLEARSIGHT_API_KEYS`` or ``CLEARSIGHT_API_KEYS_TTL`` is unusable.
+    """
+    if not api_keys.server_requires_keys():
+        logger.info("API keys: off (bound to loopback, or CLEARSIGHT_API_KEYS=off).")
+        return None
+    ttl = api_keys.ttl_from_env()
+    logger.info("API keys: required (Authorization: Bearer <key>; cached %g s).", ttl)
+    return api_keys.ApiKeyVerifier(ttl=ttl)
+
+
 def _header_puid(is_proto: bool) -> str | None:
     """The ``Seldon-Puid`` header (REST) or metadata (gRPC) of the request being answered.
 
@@ -708,6 +768,75 @@ def _grpc_errors_as_status_codes() -> None:
     servicer.Predict = Predict
     servicer.SendFeedback = SendFeedback
     servicer._clearsight_status_codes = True
+
+
+#: Every rpc of seldon-core's servicer: each needs the key when keys are required.
+GRPC_METHODS = (
+    "Predict",
+    "SendFeedback",
+    "TransformInput",
+    "TransformOutput",
+    "Route",
+    "Aggregate",
+    "Metadata",
+    "ModelMetadata",
+    "GraphMetadata",
+)
+
+
+def _grpc_key(context: Any) -> str | None:
+    """The token of the call's ``authorization`` metadata (``Bearer <key>``), if any."""
+    with contextlib.suppress(Exception):  # a context without metadata (tests)
+        for key, value in context.invocation_metadata() or ():
+            if key.lower() == api_keys.HEADER.lower():
+                return api_keys.bearer_token(value)
+    return None
+
+
+def _grpc_api_keys() -> None:
+    """Check the ``authorization`` metadata of every gRPC call when keys are required.
+
+    seldon-core 1.19 builds its ``grpc.server`` itself (no interceptor can be
+    passed), so each rpc method of ``seldon_core.wrapper.SeldonModelGRPC`` is
+    wrapped instead: a call whose key is missing or wrong is aborted with
+    ``UNAUTHENTICATED`` (the key store unreadable: ``UNAVAILABLE``) and the
+    message of the REST 401, and counted in ``clearsight_rejected_total``.
+    The reflection service stays open (it lists service names only). The
+    verifier is the served model's (``ImageClassifier.api_keys``); with keys
+    off, or another model class, the wrappers pass every call on. Idempotent.
+    """
+    from seldon_core import wrapper
+
+    servicer = wrapper.SeldonModelGRPC
+    if getattr(servicer, "_clearsight_api_keys", False):
+        return
+
+    def guarded(name: str, method: Any) -> Any:
+        def call(self: Any, message: Any, context: Any) -> Any:
+            verifier = getattr(self.user_model, "api_keys", None)
+            if verifier is not None:
+                verdict = verifier.verify(_grpc_key(context))
+                if not verdict.accepted:
+                    import grpc
+
+                    count_rejected(
+                        verdict.reason, "feedback" if name == "SendFeedback" else "predict"
+                    )
+                    code = (
+                        grpc.StatusCode.UNAVAILABLE
+                        if verdict.reason == api_keys.UNAVAILABLE
+                        else grpc.StatusCode.UNAUTHENTICATED
+                    )
+                    context.abort(code, api_keys.refusal_message(verdict.reason))
+            return method(self, message, context)
+
+        call.__name__ = name
+        return call
+
+    for name in GRPC_METHODS:
+        if hasattr(servicer, name):
+            setattr(servicer, name, guarded(name, getattr(servicer, name)))
+    servicer._clearsight_api_keys = True
 
 
 def _record_metrics(metrics: list[dict[str, Any]], method: str = "predict") -> None:

@@ -156,12 +156,12 @@ def onboard(environ: Mapping[str, str]) -> list[str]:
         raise DashboardError(
             "The ZenML client uses its local database, not a server: there is no dashboard "
             "to prepare. Start the local server first: make dashboard "
-            "(or zenml login --local --port 8237)"
+            "(or python -m stack.services start zenml)"
         )
     if not _answers(url):
         raise DashboardError(
             f"The ZenML server {url} does not answer. Start it: make dashboard "
-            "(or zenml login --local --port <port>)"
+            "(or python -m stack.services start zenml)"
         )
     from zenml.client import Client
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; 1 (with the reason, no traceback) when nothing could be done."""
     parser = argparse.ArgumentParser(
         description="Prepare the ZenML dashboard for the local user (idempotent).",
-        epilog="Example: zenml login --local --port 8237 && python -m stack.dashboard onboard",
+        epilog="Example: make dashboard (it runs python -m stack.dashboard onboard)",
     )
     parser.add_argument(
         "command",

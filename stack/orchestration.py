@@ -4,8 +4,10 @@ On the embedded stack the local orchestrator runs the steps in this process.
 On the production stack ZenML's Airflow orchestrator only writes a DAG file;
 Airflow's scheduler runs it. :func:`execute` makes both look the same to
 ``run.py``: it adds the settings the Airflow stack needs, keeps the DAG file
-(which holds a ZenML API token) private, and waits for the run to finish,
-printing each step as it ends.
+private (it holds no ZenML credential: the tasks authenticate with the API key
+of a service account, see :mod:`stack.zenml_server`), and waits for the run to
+finish, printing each step as it ends; a run whose tasks the ZenML server
+refused says so, with the fix.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def _airflow_settings() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def private_files() -> Iterator[None]:
-    """Create files readable by this user only (the DAG config holds an API token)."""
+    """Create files readable by this user only (the DAG config: its tasks' environment)."""
     previous = os.umask(0o077)
     try:
         yield
@@ -152,11 +154,37 @@ def _airflow_failure(dag_id: str, run_id: str | None = None) -> str | None:
     except AirflowError:
         return None
     names = [t["task_id"] for t in tasks if t.get("state") in ("failed", "upstream_failed")]
+    refused = ""
+    if _zenml_refused_tasks(client, dag_id, run_id, tasks):
+        from stack.zenml_server import SERVICE_ACCOUNT, rotate_hint
+
+        refused = (
+            ": the ZenML server refused the API key its tasks authenticate with (service "
+            f"account {SERVICE_ACCOUNT}: deactivated, deleted or rotated). {rotate_hint()}"
+        )
     return (
         f"Airflow run {run_id} of DAG {dag_id} failed"
         + (f" in task(s) {', '.join(names)}" if names else "")
+        + refused
         + f"; its logs: {settings.airflow_url}/dags/{dag_id}"
     )
+
+
+def _zenml_refused_tasks(client: Any, dag_id: str, run_id: str, tasks: list[dict]) -> bool:
+    """Whether a failed task's log shows the ZenML server refusing its credentials."""
+    from stack.airflow.client import AirflowError
+    from stack.zenml_server import refused_in_log
+
+    for task in tasks:
+        if task.get("state") != "failed":
+            continue
+        try:
+            log = client.task_log(dag_id, run_id, task["task_id"], task.get("try_number") or 1)
+        except AirflowError:
+            continue
+        if refused_in_log(log):
+            return True
+    return False
 
 
 def wait_for_run(

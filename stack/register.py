@@ -18,8 +18,10 @@ them on loopback; docker-compose or Kubernetes elsewhere): an S3 artifact store
 Airflow orchestrator (steps as BashOperators in the project's virtualenv), the
 Evidently data validator and the Seldon deployer. Endpoints come from
 environment variables (:mod:`stack.settings`); credentials go into ZenML
-secrets (``clearsight_s3``, ``clearsight_mlflow``) and the components refer to
-them, so no secret is stored in a component's configuration.
+secrets (``clearsight_s3``, ``clearsight_mlflow``: the pipelines' MLflow account
+``clearsight``, which may write but is no MLflow admin, see
+:mod:`stack.mlflow_auth`) and the components refer to them, so no secret is
+stored in a component's configuration.
 """
 
 from __future__ import annotations

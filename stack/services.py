@@ -11,9 +11,13 @@ Usage::
 
 The servers are the real ones: moto's S3 server (no MinIO binary can be
 installed here; docker-compose ships MinIO), ``mlflow server`` with a SQLite
-backend and its artifacts proxied to a bucket on that S3 endpoint, the ZenML
-server (``zenml login --local``), Airflow 3.3 (``airflow standalone`` from
-its own virtualenv), Prometheus' Alertmanager (the shipped
+backend and its artifacts proxied to a bucket on that S3 endpoint, behind
+MLflow's own authentication (its accounts are created once it is healthy, see
+:mod:`stack.mlflow_auth`), the ZenML
+server (ZenML's server app over the client's own database, like ``zenml login
+--local`` but asking for the ``default`` user's password; Airflow's tasks use
+a service account's API key: :mod:`stack.zenml_server`), Airflow 3.3
+(``airflow standalone`` from its own virtualenv), Prometheus' Alertmanager (the shipped
 ``stack/alertmanager/alertmanager.yml`` rendered with the alert settings:
 SMTP relay, recipients, webhook) and the Pushgateway (the monitor pipeline
 pushes its figures there; Prometheus scrapes them). Each writes its PID and log
@@ -24,9 +28,10 @@ Endpoints come from the same environment variables the production stack is
 registered from (see :mod:`stack.settings`); the credentials are generated
 once into ``credentials.env`` in the state folder (mode 0600, never in git).
 
-Airflow keeps the DAGs ZenML writes (each ``config.json`` carries a ZenML API
-token) and its database (the serialized DAGs and rendered task fields hold the
-tasks' environment, with that token) under ``AIRFLOW_HOME``. So the services
+Airflow keeps the DAGs ZenML writes and its database (the serialized DAGs and
+rendered task fields hold the tasks' environment: no ZenML token, the DAG
+generator leaves it out; the API key is in Airflow's own environment) under
+``AIRFLOW_HOME``. So the services
 folder and ``AIRFLOW_HOME`` are mode 0700, the servers run with umask 077 (every
 file they create is 0600), and the password files are created 0600.
 """
@@ -301,9 +306,14 @@ class Services:
         for name in names:
             service = SERVICES[name]
             url = service.url(self.settings)
+            self._before_start(name)
             if self.is_healthy(name):
                 if name == "alertmanager":
                     self._reload_alertmanager()
+                if name == "mlflow":
+                    self.mlflow_accounts()
+                if name == "zenml":
+                    self._zenml_login()
                 print(f"  {name:{NAME_WIDTH}} already running   {url}")
                 continue
             started = time.perf_counter()
@@ -318,6 +328,10 @@ class Services:
             self._wait_healthy(name)
             if name == "s3":
                 self._create_buckets()
+            if name == "mlflow":
+                self.mlflow_accounts()
+            if name == "zenml":
+                self._zenml_login()
             print(f"  {name:{NAME_WIDTH}} started in {time.perf_counter() - started:4.1f} s  {url}")
 
     def _command(self, name: str) -> tuple[list[str], dict[str, str]]:
@@ -334,9 +348,17 @@ class Services:
         if name == "mlflow":
             mlflow_dir = private_dir(self.state / "mlflow")
             env.update(s.s3_environment())
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(self._write_mlflow_auth_config())
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = s.mlflow_secret_key
+            for variable in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD"):
+                env.pop(variable, None)  # they would win over the config file
             return [
                 str(VENV_BIN / "mlflow"),
                 "server",
+                # MLflow's own authentication: users, passwords and permissions
+                # (stack/mlflow_auth.py); only /health answers without a login.
+                "--app-name",
+                "basic-auth",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -357,7 +379,8 @@ class Services:
             env.update(s.airflow_environment())
             # `airflow standalone` starts its components as `airflow ...` from PATH.
             env["PATH"] = f"{airflow.parent}{os.pathsep}{env.get('PATH', '')}"
-            # DAG configs, airflow.db and the task logs carry a ZenML API token.
+            # airflow.db and the task logs carry the tasks' environment; Airflow's own
+            # environment carries the ZenML service account's API key.
             private_dir(s.airflow_home)
             private_dir(s.airflow_dags)
             _tighten(s.airflow_home)
@@ -365,6 +388,7 @@ class Services:
                 s.airflow_home / "passwords.json",
                 json.dumps({s.airflow_user: s.airflow_password}),
             )
+            write_private(self._airflow_key_stamp(), _fingerprint(s.zenml_api_key))
             return [str(airflow), "standalone"], env
         if name == "alertmanager":
             binary = _executable(ALERTMANAGER_BINARIES, "Prometheus Alertmanager")
@@ -391,6 +415,51 @@ class Services:
                 "--persistence.interval=1m",
             ], env
         raise ValueError(name)
+
+    def mlflow_auth_config_file(self) -> Path:
+        """MLflow's basic-auth config (mode 0600: it holds the admin's first password)."""
+        return self.state / "mlflow" / "basic_auth.ini"
+
+    def _write_mlflow_auth_config(self) -> Path:
+        from stack.mlflow_auth import ADMIN_USERNAME, Account, render_auth_config
+
+        path = self.mlflow_auth_config_file()
+        private_dir(path.parent)
+        users = f"sqlite:///{path.parent / 'basic_auth.db'}"
+        admin = Account(ADMIN_USERNAME, self.settings.mlflow_admin_password)
+        write_private(path, render_auth_config(users, admin))
+        return path
+
+    def mlflow_accounts(self) -> dict[str, str]:
+        """Create or check MLflow's writer and read-only accounts (see :mod:`stack.mlflow_auth`).
+
+        Raises:
+            ServiceError: MLflow runs without authentication or refuses a password.
+        """
+        from stack.mlflow_auth import (
+            ADMIN_USERNAME,
+            PASSWORD_SETTINGS,
+            READER_USERNAME,
+            Account,
+            MlflowAuthError,
+            ensure_accounts,
+        )
+
+        s = self.settings
+        where = f" in {s.credentials_file} or the environment"
+        try:
+            return ensure_accounts(
+                s.mlflow_uri,
+                Account(
+                    ADMIN_USERNAME, s.mlflow_admin_password, PASSWORD_SETTINGS["admin"] + where
+                ),
+                Account(s.mlflow_username, s.mlflow_password, PASSWORD_SETTINGS["writer"] + where),
+                Account(
+                    READER_USERNAME, s.mlflow_reader_password, PASSWORD_SETTINGS["reader"] + where
+                ),
+            )
+        except MlflowAuthError as error:
+            raise ServiceError(str(error)) from None
 
     def alertmanager_config_file(self) -> Path:
         """Where the rendered Alertmanager configuration is written (mode 0600)."""
@@ -441,22 +510,115 @@ class Services:
         log.close()  # the child has its own copy
         write_private(self._pid_file(name), str(process.pid))
 
-    def _start_zenml(self) -> None:
-        port = _port(self.settings.zenml_url)
-        result = subprocess.run(  # noqa: S603
-            [str(VENV_BIN / "zenml"), "login", "--local", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "ZENML_AUTO_OPEN_DASHBOARD": "false"},
-        )
-        write_private(self.log_file("zenml"), result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise ServiceError(
-                "zenml login --local failed:\n" + (result.stderr or result.stdout)[-2000:]
-            )
+    # -- the ZenML server and the API key of Airflow's tasks (stack/zenml_server.py) --------
+    def _before_start(self, name: str) -> None:
+        """What a service needs first, whether it runs already or not."""
+        if name == "zenml":
+            self._replace_open_zenml_server()
+        elif name == "airflow":
+            self._ensure_airflow_api_key()
 
-    def _stop_zenml(self) -> None:
-        """Log out of the local server; keep the stack that was active (if the store has it)."""
+    def _replace_open_zenml_server(self) -> None:
+        """Stop a ``zenml login --local`` server (no password) on our port, made by older code."""
+        from stack.zenml_server import requires_login
+
+        url = self.settings.zenml_url
+        if requires_login(url) is not False:
+            return  # down, or asks for a login
+        if self._pid("zenml") is None:
+            subprocess.run(  # noqa: S603 - fixed argv
+                [str(VENV_BIN / "zenml"), "logout", "--local"], capture_output=True, check=False
+            )
+        if requires_login(url) is False:
+            raise ServiceError(
+                f"The ZenML server at {url} lets anyone in without a password (started by "
+                "zenml login --local from another ZenML config?). Stop it, or choose another "
+                "port with CLEARSIGHT_ZENML_URL"
+            )
+        print(f"  {'zenml':{NAME_WIDTH}} stopped the local server without a password")
+
+    def _start_zenml(self) -> None:
+        """Start the ZenML server over the client's database, its default user's password set."""
+        from stack.zenml_server import ensure_default_password, server_command
+
+        port = _port(self.settings.zenml_url)
+        if self._pid("zenml") is not None:
+            return
+        if _port_taken(port):
+            raise ServiceError(port_taken_message(port, SERVICES["zenml"].description))
+        outcome = ensure_default_password(self.settings.zenml_password)
+        if outcome != "unchanged":
+            print(f"  {'zenml':{NAME_WIDTH}} password of user default {outcome} (credentials.env)")
+        self._spawn("zenml", *server_command("127.0.0.1", port, private_dir(self.state / "zenml")))
+
+    def _zenml_login(self) -> None:
+        """Log the client in to our ZenML server as ``default`` (a server not ours: left alone)."""
+        from stack.zenml_server import DEFAULT_USER, ZenMLServerError, login
+
+        if self._pid("zenml") is None:
+            return
+        try:
+            login(self.settings.zenml_url, DEFAULT_USER, self.settings.zenml_password)
+        except ZenMLServerError as error:
+            raise ServiceError(str(error)) from None
+
+    def _airflow_key_stamp(self) -> Path:
+        """Which API key (a digest) the running Airflow was given."""
+        return self.state / "airflow.zenml-key"
+
+    def _ensure_airflow_api_key(self) -> None:
+        """The service account's API key in credentials.env; Airflow restarted on a new one.
+
+        Raises:
+            ServiceError: The ZenML server does not answer, or refuses what is needed.
+        """
+        from dataclasses import replace
+
+        from stack import zenml_server
+        from stack.settings import ZENML_API_KEY_VARIABLE, save_credential
+
+        s = self.settings
+        asks = zenml_server.requires_login(s.zenml_url)
+        if asks is None:
+            raise ServiceError(
+                f"Airflow's tasks run their steps against the ZenML server {s.zenml_url}, which "
+                "does not answer. Start it first: python -m stack.services start zenml"
+            )
+        if not asks:
+            return  # a server without authentication needs no key
+        try:
+            key, outcome = zenml_server.ensure_airflow_api_key(s.zenml_url, s.zenml_api_key)
+        except (zenml_server.ZenMLServerError, KeyError, RuntimeError) as error:
+            raise ServiceError(f"The API key of Airflow's tasks: {error}") from None
+        if key != s.zenml_api_key:
+            save_credential(ZENML_API_KEY_VARIABLE, key, s.credentials_file)
+            self.settings = replace(s, zenml_api_key=key)
+        if outcome != "unchanged":
+            print(
+                f"  {'zenml':{NAME_WIDTH}} API key of service account "
+                f"{zenml_server.SERVICE_ACCOUNT} {outcome} ({s.credentials_file})"
+            )
+        pid = self._pid("airflow")
+        stamp = self._airflow_key_stamp()
+        started_with = stamp.read_text().strip() if stamp.exists() else None
+        if pid is not None and started_with != _fingerprint(key):
+            print(f"  {'airflow':{NAME_WIDTH}} restarting: its tasks get the new ZenML API key")
+            _terminate_group(pid)
+            self._pid_file("airflow").unlink(missing_ok=True)
+
+    def _stop_zenml(self) -> bool:
+        """Stop our ZenML server (or an older password-less one); the client back on its database.
+
+        The stack that was active stays active (if the database has it). A
+        server that is not ours is left running. Returns whether one was stopped.
+        """
+        from stack.zenml_server import logout, requires_login
+
+        pid = self._pid("zenml")
+        url = self.settings.zenml_url
+        if pid is None and requires_login(url) is not False:
+            self._pid_file("zenml").unlink(missing_ok=True)
+            return False
         python = str(VENV_BIN / "python")
         active = (
             subprocess.run(  # noqa: S603
@@ -472,15 +634,21 @@ class Services:
             .stdout.strip()
             .splitlines()
         )
-        subprocess.run(  # noqa: S603
-            [str(VENV_BIN / "zenml"), "logout", "--local"], capture_output=True, check=False
-        )
+        if pid is not None:
+            _terminate_group(pid)
+            self._pid_file("zenml").unlink(missing_ok=True)
+            logout(url)
+        else:  # a `zenml login --local` server made by older code
+            subprocess.run(  # noqa: S603
+                [str(VENV_BIN / "zenml"), "logout", "--local"], capture_output=True, check=False
+            )
         if active:
             subprocess.run(  # noqa: S603
                 [str(VENV_BIN / "zenml"), "stack", "set", active[-1]],
                 capture_output=True,
                 check=False,
             )
+        return True
 
     def _wait_healthy(self, name: str) -> None:
         service = SERVICES[name]
@@ -488,7 +656,7 @@ class Services:
         while time.monotonic() < deadline:
             if self.is_healthy(name):
                 return
-            if name != "zenml" and self._pid(name) is None:
+            if self._pid(name) is None:
                 break
             time.sleep(1)
         tail = ""
@@ -514,8 +682,7 @@ class Services:
         """Stop the services (their whole process groups); a stopped one is skipped."""
         for name in reversed(names):
             if name == "zenml":
-                if self.is_healthy("zenml"):
-                    self._stop_zenml()
+                if self._stop_zenml():
                     print(f"  {name:{NAME_WIDTH}} stopped")
                 continue
             pid = self._pid(name)
@@ -541,6 +708,13 @@ def _tighten(folder: Path) -> None:
         with contextlib.suppress(OSError):
             if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077:
                 os.chmod(path, path.stat().st_mode & 0o700)
+
+
+def _fingerprint(secret: str) -> str:
+    """A short digest of a secret, to tell whether it changed without storing it again."""
+    import hashlib
+
+    return hashlib.sha256(secret.encode()).hexdigest()[:16] if secret else ""
 
 
 def _terminate_group(pid: int, grace: float = 20.0) -> None:
@@ -616,8 +790,9 @@ def _print_urls(services: Services) -> None:
     print(
         "\nAirflow UI      "
         f"{s.airflow_url}  (user {s.airflow_user}, password in {s.credentials_file})\n"
-        f"MLflow UI       {s.mlflow_uri}\n"
-        f"ZenML dashboard {s.zenml_url}\n"
+        f"MLflow UI       {s.mlflow_uri}  (user clearsight-reader or admin, passwords "
+        f"CLEARSIGHT_MLFLOW_READER_PASSWORD / _ADMIN_PASSWORD in {s.credentials_file})\n"
+        f"ZenML dashboard {s.zenml_url}  (user default, password in {s.credentials_file})\n"
         f"S3 endpoint     {s.s3_endpoint}  buckets {s.artifact_bucket}, {s.mlflow_bucket}\n"
         f"Alertmanager    {s.alertmanager_url}  e-mail: "
         + (

@@ -6,6 +6,7 @@ at ``.state/ui-users.yaml`` unless ``CLEARSIGHT_UI_USERS`` says otherwise.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import yaml
 
 from clearsight.catalog import sqlite_url
 from clearsight.names import DEFAULT_MODEL_NAME
+from ui.users import MIN_PASSWORD_LENGTH
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = ROOT / ".state"
@@ -29,6 +31,10 @@ DEPLOY_CONFIG_ENV = "CLEARSIGHT_DEPLOY_CONFIG"
 MLFLOW_UI_ENV = "CLEARSIGHT_MLFLOW_UI_URL"
 DASHBOARD_ENV = "CLEARSIGHT_ZENML_DASHBOARD_URL"
 PYTHON_ENV = "CLEARSIGHT_PYTHON"
+SIGN_IN_ATTEMPTS_ENV = "CLEARSIGHT_UI_SIGN_IN_ATTEMPTS"
+LOCKOUT_MINUTES_ENV = "CLEARSIGHT_UI_LOCKOUT_MINUTES"
+IDLE_MINUTES_ENV = "CLEARSIGHT_UI_IDLE_MINUTES"
+MIN_PASSWORD_LENGTH_ENV = "CLEARSIGHT_UI_MIN_PASSWORD_LENGTH"
 
 DEFAULT_METRICS_PORT = 8502
 # Loopback by default; a container sets 0.0.0.0 so Prometheus can scrape it.
@@ -38,6 +44,15 @@ START_ENDPOINT = "python run.py deploy"
 # port 5000 is the production stack's MLflow server, linked to by its own URI.
 DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5001"
 START_MLFLOW_UI = "make mlflow-ui"
+# Sign-in (OWASP's Authentication and Session Management Cheat Sheets): failed
+# sign-ins per account within the lockout period before it is locked for that
+# period; idle minutes before a session must sign in again; the shortest
+# password `python -m ui.users add|reset` accepts (NIST SP 800-63B 5.1.1.2 asks
+# at least 8; SP 800-63B-4 3.1.1.2 asks 15 for a password used alone).
+DEFAULT_SIGN_IN_ATTEMPTS = 5
+DEFAULT_LOCKOUT_MINUTES = 15.0
+DEFAULT_IDLE_MINUTES = 30.0
+DEFAULT_MIN_PASSWORD_LENGTH = MIN_PASSWORD_LENGTH
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,10 @@ class UIConfig:
     uncertain_threshold: float
     top_k: int
     admin_timeout: int = 900
+    sign_in_attempts: int = DEFAULT_SIGN_IN_ATTEMPTS
+    lockout_minutes: float = DEFAULT_LOCKOUT_MINUTES
+    idle_minutes: float = DEFAULT_IDLE_MINUTES
+    min_password_length: int = DEFAULT_MIN_PASSWORD_LENGTH
     decoding: dict = field(default_factory=dict)  # configs/ingest.yaml: how thumbnails decode
 
 
@@ -67,6 +86,25 @@ def _yaml(path: Path) -> dict:
         return yaml.safe_load(path.read_text()) or {}
     except OSError:
         return {}
+
+
+def _positive(name: str, default: float, kind: type = float) -> float:
+    """A positive number from the environment variable ``name``, else ``default``.
+
+    Raises:
+        ValueError: When the variable is set to something else, naming it.
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if not (math.isfinite(value) and value > 0):
+        kind_name = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {kind_name} above 0, not {raw!r}.")
+    return value
 
 
 def load_config() -> UIConfig:
@@ -98,6 +136,12 @@ def load_config() -> UIConfig:
         uncertain_threshold=float(deploy.get("uncertain_threshold", 0.7)),
         top_k=int(deploy.get("top_k", 3)),
         decoding=dict(ingest.get("decoding") or {}),
+        sign_in_attempts=int(_positive(SIGN_IN_ATTEMPTS_ENV, DEFAULT_SIGN_IN_ATTEMPTS, int)),
+        lockout_minutes=_positive(LOCKOUT_MINUTES_ENV, DEFAULT_LOCKOUT_MINUTES),
+        idle_minutes=_positive(IDLE_MINUTES_ENV, DEFAULT_IDLE_MINUTES),
+        min_password_length=int(
+            _positive(MIN_PASSWORD_LENGTH_ENV, DEFAULT_MIN_PASSWORD_LENGTH, int)
+        ),
     )
 
 

@@ -9,9 +9,13 @@ The users file is YAML, kept outside git (``.state/ui-users.yaml`` unless
         password: pbkdf2_sha256$600000$<salt>$<hash>
 
 Passwords are never stored: only a salted PBKDF2-HMAC-SHA256 hash (the
-standard library's ``hashlib.pbkdf2_hmac``), compared in constant time.
+standard library's ``hashlib.pbkdf2_hmac``), compared in constant time. A new
+password needs at least ``CLEARSIGHT_UI_MIN_PASSWORD_LENGTH`` characters (12
+unless set; NIST SP 800-63B section 5.1.1.2 asks at least 8, and no composition
+rules: none are imposed).
 
     python -m ui.users add NAME --role reviewer|admin   # asks for the password twice
+    python -m ui.users reset NAME                       # a new password; ends a lockout
     python -m ui.users list
     python -m ui.users remove NAME
 """
@@ -28,14 +32,19 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
+if TYPE_CHECKING:
+    from ui.config import UIConfig
+
 ROLES = ("reviewer", "admin")
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 600_000  # OWASP's figure for PBKDF2-HMAC-SHA256
-MIN_PASSWORD_LENGTH = 8
+# The default shortest password (setting CLEARSIGHT_UI_MIN_PASSWORD_LENGTH, ui.config).
+MIN_PASSWORD_LENGTH = 12
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
@@ -58,6 +67,12 @@ class User:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+# Checked against when the name is no user: a hash of no password (a zero salt
+# and digest, never a PBKDF2 output to match), at the iterations real hashes use,
+# so an unknown name costs the same one PBKDF2 as a known one (no timing oracle).
+_NO_USER_HASH = f"{ALGORITHM}${ITERATIONS}${_b64(bytes(16))}${_b64(bytes(32))}"
 
 
 def hash_password(password: str, *, iterations: int = ITERATIONS) -> str:
@@ -113,7 +128,7 @@ def authenticate(path: Path, name: str, password: str) -> User | None:
     users = load_users(path)
     entry = users.get(name)
     if entry is None:
-        verify_password(password, hash_password("x", iterations=1000))  # similar timing
+        verify_password(password, _NO_USER_HASH)  # the same work as for a real user
         return None
     if not verify_password(password, str(entry["password"])):
         return None
@@ -154,8 +169,18 @@ def save_users(path: Path, users: dict[str, dict[str, str]]) -> None:
     os.replace(temporary, path)
 
 
-def add_user(path: Path, name: str, role: str, password: str) -> bool:
+def add_user(
+    path: Path, name: str, role: str, password: str, *, min_length: int = MIN_PASSWORD_LENGTH
+) -> bool:
     """Add a user, or reset an existing one's role and password.
+
+    Args:
+        path: The users file (created when missing).
+        name: The user name.
+        role: ``reviewer`` or ``admin``.
+        password: The new password (only its hash is stored).
+        min_length: The shortest password accepted, in characters (Unicode code
+            points, as NIST SP 800-63B counts them).
 
     Returns:
         True when the user is new.
@@ -164,8 +189,11 @@ def add_user(path: Path, name: str, role: str, password: str) -> bool:
         raise UsersError("A user name is 1-64 letters, digits, '_', '.', '@' or '-'.")
     if role not in ROLES:
         raise UsersError(f"Role must be one of {', '.join(ROLES)}.")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UsersError(f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) < min_length:
+        raise UsersError(
+            f"Passwords need at least {min_length} characters (a passphrase of a few "
+            "words is easiest to remember)."
+        )
     users = load_users(path) if path.is_file() else {}
     new = name not in users
     users[name] = {"role": role, "password": hash_password(password)}
@@ -174,9 +202,7 @@ def add_user(path: Path, name: str, role: str, password: str) -> bool:
 
 
 def _users_file(path: str | None) -> Path:
-    from ui.config import load_config
-
-    return Path(path).expanduser() if path else load_config().users_file
+    return Path(path).expanduser() if path else _config().users_file
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -192,19 +218,95 @@ def cli() -> None:
     "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
 )
 def add(name: str, role: str, file_: str | None, password_stdin: bool) -> None:
-    """Add a user (or reset their role and password)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass(f"Password for {name}: ")
-        if getpass.getpass("Again: ") != password:
-            raise click.ClickException("The passwords differ.")
+    """Add a user (or reset their role and password; a lockout stays: see reset)."""
+    password = _read_password(name, password_stdin)
     path = _users_file(file_)
     try:
-        new = add_user(path, name, role, password)
+        new = add_user(path, name, role, password, min_length=_min_length())
     except UsersError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{'Added' if new else 'Updated'} {name} ({role}) in {path}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--file", "file_", default=None, help="Users file. [default: from config]")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+)
+def reset(name: str, file_: str | None, password_stdin: bool) -> None:
+    """Set a new password for an existing user and end their sign-in lockout.
+
+    The role is kept; the user's open sessions are signed out. The reset is
+    recorded in the audit log of the catalog (CLEARSIGHT_CATALOG_URL, else
+    .state/catalog.db), which starts the failed sign-in count again.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from clearsight.errors import CatalogError
+    from clearsight.review import ReviewStore
+    from ui.signin import SignInPolicy, record_password_reset
+
+    path = _users_file(file_)
+    try:
+        entry = load_users(path).get(name)
+    except UsersError as error:
+        raise click.ClickException(str(error)) from None
+    if entry is None:
+        raise click.ClickException(f"No user {name!r} in {path}: add it with `add`.")
+    password = _read_password(name, password_stdin)
+    config = _config()
+    try:
+        add_user(path, name, str(entry["role"]), password, min_length=config.min_password_length)
+    except UsersError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"New password for {name} ({entry['role']}) in {path}")
+    store = None
+    try:
+        store = ReviewStore(config.catalog_url)
+        cleared = record_password_reset(
+            store, name, actor=_operator(), policy=SignInPolicy.from_config(config)
+        )
+    except (CatalogError, SQLAlchemyError) as error:
+        raise click.ClickException(
+            "The password is set, but the reset could not be recorded in the catalog's "
+            f"audit log, so a lockout runs on (at most {config.lockout_minutes:g} minutes): "
+            f"{error}"
+        ) from None
+    finally:
+        if store is not None:
+            store.close()
+    click.echo(f"Lockout of {name} ended." if cleared else f"{name} was not locked out.")
+
+
+def _read_password(name: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"Password for {name}: ")
+    if getpass.getpass("Again: ") != password:
+        raise click.ClickException("The passwords differ.")
+    return password
+
+
+def _config() -> UIConfig:
+    from ui.config import load_config
+
+    try:
+        return load_config()
+    except ValueError as error:  # a malformed CLEARSIGHT_UI_* setting
+        raise click.ClickException(str(error)) from None
+
+
+def _min_length() -> int:
+    return _config().min_password_length
+
+
+def _operator() -> str:
+    """Who runs the command, for the audit log (the operating-system user)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (some containers)
+        return f"uid:{os.getuid()}"
 
 
 @cli.command(name="list")

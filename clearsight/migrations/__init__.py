@@ -2,8 +2,9 @@
 
 The catalog database holds the tables of :mod:`clearsight.catalog` (``images``,
 ``ingestions``, ``image_events``), :mod:`clearsight.review`
-(``review_predictions``, ``reviews``, ``audit_log``) and
-:mod:`clearsight.prediction_log` (``prediction_log``, ``ground_truths``). Their
+(``review_predictions``, ``reviews``, ``audit_log``),
+:mod:`clearsight.prediction_log` (``prediction_log``, ``ground_truths``) and
+:mod:`clearsight.api_keys` (``api_keys``). Their
 schema is defined by the revisions in ``versions/``; the live ``Table`` objects
 of these modules match the newest (head) revision. :class:`~clearsight.catalog.Catalog` and
 :class:`~clearsight.review.ReviewStore` call :func:`upgrade_database` when they

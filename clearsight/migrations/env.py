@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from clearsight import catalog, prediction_log, review
+from clearsight import api_keys, catalog, prediction_log, review
 
 config = context.config
 # Autogenerate compares against the live tables of every module that owns some.
-target_metadata = [catalog.metadata, review.metadata, prediction_log.metadata]
+target_metadata = [catalog.metadata, review.metadata, prediction_log.metadata, api_keys.metadata]
 
 
 def run_migrations() -> None:

@@ -33,6 +33,7 @@ class AirflowClient:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
         request.add_header("Content-Type", "application/json")
+        request.add_header("Accept", "application/json")
         if auth:
             request.add_header("Authorization", f"Bearer {self.token()}")
         try:
@@ -105,6 +106,18 @@ class AirflowClient:
             f"{urllib.parse.quote(run_id)}/taskInstances"
         )
         return self._request("GET", path).get("task_instances", [])
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+        """The log of one try of a task instance, as text (one line per event)."""
+        path = (
+            f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
+            f"/taskInstances/{urllib.parse.quote(task_id)}/logs/{try_number}?full_content=true"
+        )
+        answer = self._request("GET", path)
+        content = answer.get("content") if isinstance(answer, dict) else answer
+        if isinstance(content, list):
+            return "\n".join(c if isinstance(c, str) else json.dumps(c) for c in content)
+        return str(content or "")
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         """Start a DAG run now, with ``conf`` handed to the steps."""

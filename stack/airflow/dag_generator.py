@@ -16,6 +16,13 @@ from the project folder instead of ZenML's ``/app``).
 Each DAG run's ``conf`` (``airflow dags trigger --conf '{"epochs": 5}'``) is
 handed to the steps as the JSON environment variable ``CLEARSIGHT_RUN_CONF``.
 
+ZenML puts an API token (scoped to the run, or to the schedule with no expiry)
+into every task's environment, which ZenML writes into the DAG's
+``config.json`` and Airflow copies into its database and logs. The
+configuration classes leave every ZenML credential out: the tasks inherit
+Airflow's own environment, where ``ZENML_STORE_API_KEY`` is the API key of the
+service account ``clearsight-airflow`` (``stack/zenml_server.py``).
+
 This file is executed by Airflow inside the DAG zip: it may import only the
 standard library, airflow and pydantic.
 """
@@ -26,9 +33,13 @@ import shlex
 import zipfile
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 ENV_ZENML_AIRFLOW_RUN_ID = "ZENML_AIRFLOW_RUN_ID"
+#: ZenML's credentials: never written into a DAG (the tasks get the API key from Airflow).
+CREDENTIAL_VARIABLES = frozenset(
+    {"ZENML_STORE_API_TOKEN", "ZENML_STORE_API_KEY", "ZENML_STORE_USERNAME", "ZENML_STORE_PASSWORD"}
+)
 ENV_RUN_CONF = "CLEARSIGHT_RUN_CONF"
 CONFIG_FILENAME = "config.json"
 OPTIONS_KEY = "clearsight"
@@ -46,6 +57,12 @@ class TaskConfiguration(BaseModel):
     environment: dict[str, str] = {}
     operator_source: str
     operator_args: dict[str, Any] = {}
+
+    @field_validator("environment")
+    @classmethod
+    def _without_credentials(cls, environment: dict[str, str]) -> dict[str, str]:
+        """The task's environment without ZenML's credentials (see the module docstring)."""
+        return {k: v for k, v in environment.items() if k not in CREDENTIAL_VARIABLES}
 
 
 class DagConfiguration(BaseModel):

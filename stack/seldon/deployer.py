@@ -67,6 +67,7 @@ class LocalSeldonModelDeployer(BaseModelDeployer):
             "REGISTERED_VERSION": service.config.registered_version,
             "MODEL_DIR": service.config.model_dir,
             "WORKERS": str(service.config.workers) if service.config.workers else None,
+            "API_KEYS": "required" if service.config.api_keys else "off",
             "SERVICE_PATH": service.status.runtime_path,
             "DAEMON_PID": str(service.status.pid),
             "PROMETHEUS_TARGETS": str(prometheus_targets.targets_path()),
@@ -126,13 +127,29 @@ class LocalSeldonModelDeployer(BaseModelDeployer):
         configuration it deems equal, and its other mode deletes the old server
         before the new one is up; a blue-green swap needs neither.
 
+        With API keys required (the deployer's ``api_keys``, see
+        :func:`stack.seldon.flavor.keys_required`) the platform's own client key
+        is made first (:func:`stack.endpoint.ensure_platform_key`), so that the
+        smoke test and the review app on this machine can call the server.
+
         Raises:
             ServerStartError: The server did not become healthy; its processes,
                 files and store record are gone, its log kept (path in the message).
+            ValueError: API keys would be off on a host beyond loopback.
         """
+        from stack.endpoint import ensure_platform_key
+        from stack.seldon.flavor import keys_required
+
         client = Client()
+        api_keys = keys_required(self.config.host, self.config.api_keys)
+        if api_keys:
+            ensure_platform_key()
         config = config.model_copy(
-            update={"host": self.config.host, "workers": config.workers or self.config.workers}
+            update={
+                "host": self.config.host,
+                "workers": config.workers or self.config.workers,
+                "api_keys": api_keys,
+            }
         )
         response = client.create_service(
             config=config,

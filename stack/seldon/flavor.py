@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from zenml.model_deployers.base_model_deployer import (
     BaseModelDeployerConfig,
     BaseModelDeployerFlavor,
@@ -14,6 +15,33 @@ if TYPE_CHECKING:
     from stack.seldon.deployer import LocalSeldonModelDeployer
 
 FLAVOR_NAME = "local_seldon"
+KEYS_OFF_BEYOND_LOOPBACK = (
+    "The endpoint would listen on {host}, beyond loopback, without API keys: anyone who "
+    "reaches it could predict. Keep api_keys auto or required (clients send "
+    "'Authorization: Bearer <key>'; keys: python -m clearsight.api_keys create NAME), or "
+    "bind to 127.0.0.1: zenml model-deployer update seldon_local --host=127.0.0.1"
+)
+
+
+def keys_required(host: str, setting: str = "auto") -> bool:
+    """Whether a server on ``host`` requires API keys, by the deployer's ``api_keys`` setting.
+
+    ``required`` / ``off`` decide; ``auto`` follows ``CLEARSIGHT_API_KEYS`` when
+    set, else requires keys unless ``host`` is a loopback address.
+
+    Raises:
+        ValueError: Keys would be off on a non-loopback host (refused), or
+            ``CLEARSIGHT_API_KEYS`` is unusable.
+    """
+    from clearsight.api_keys import MODE_ENV, is_loopback, parse_mode
+
+    explicit = parse_mode(setting)
+    if explicit is None:
+        explicit = parse_mode(os.environ.get(MODE_ENV))
+    required = explicit if explicit is not None else not is_loopback(host)
+    if not required and not is_loopback(host):
+        raise ValueError(KEYS_OFF_BEYOND_LOOPBACK.format(host=host))
+    return required
 
 
 class LocalSeldonModelDeployerConfig(BaseModelDeployerConfig):
@@ -34,6 +62,21 @@ class LocalSeldonModelDeployerConfig(BaseModelDeployerConfig):
         default="127.0.0.1",
         description="Address the microservices bind to; 0.0.0.0 exposes them on every interface.",
     )
+    api_keys: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="Whether clients must send an API key (Authorization: Bearer <key>): auto "
+        "(CLEARSIGHT_API_KEYS if set, else required unless host is a loopback address), "
+        "required, or off (refused with a non-loopback host).",
+    )
+
+    @model_validator(mode="after")
+    def _no_open_endpoint_beyond_loopback(self) -> LocalSeldonModelDeployerConfig:
+        """Refuse ``api_keys: off`` with a host beyond loopback."""
+        from clearsight.api_keys import is_loopback
+
+        if self.api_keys == "off" and not is_loopback(self.host):
+            raise ValueError(KEYS_OFF_BEYOND_LOOPBACK.format(host=self.host))
+        return self
 
     @property
     def is_local(self) -> bool:

@@ -10,19 +10,30 @@ model folder (``model.keras`` + ``serving.json``) from the artifact store into
 ``/mnt/models``, and the serving image (``stack/kubernetes/Dockerfile.serving``)
 runs ``clearsight.seldon_model.ImageClassifier`` on it.
 ``stack/kubernetes/seldon-deployment.yaml`` is the same pod specification for
-``kubectl apply``; a unit test keeps the two equal.
+``kubectl apply``; a unit test keeps the two equal. The pods require API keys
+(``CLEARSIGHT_API_KEYS=required``) and read them, and write their prediction
+log, in the catalog database named by the secret ``clearsight-catalog`` (key
+``url``). :func:`deploy_on_kubernetes` is the deploy step's blue-green swap.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from zenml.integrations.seldon.services.seldon_deployment import (
     SeldonDeploymentConfig,
     SeldonDeploymentService,
 )
+from zenml.io import fileio
+
+logger = logging.getLogger(__name__)
 
 CONTAINER_NAME = "classifier"  # the graph node ZenML's SeldonDeployment.build names
 MODEL_MOUNT = "/mnt/models"
@@ -30,6 +41,8 @@ MODEL_VOLUME = "model"
 RCLONE_IMAGE = "seldonio/rclone-storage-initializer:1.19.0"
 IMPLEMENTATION = "custom"
 SERVING_IMAGE_ENV = "CLEARSIGHT_SERVING_IMAGE"
+#: Secret holding the catalog URL (key ``url``) the pods read API keys from and log to.
+CATALOG_SECRET = "clearsight-catalog"
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,9 @@ class KubernetesServing:
         readiness_delay: Seconds before the first readiness probe (TensorFlow loads).
         readiness_period: Seconds between readiness probes.
         rclone_image: The storage initializer image.
+        api_keys: Clients must send an API key (``CLEARSIGHT_API_KEYS``); off
+            only behind the Istio JWT policy (``stack/kubernetes/seldon-jwt.yaml``).
+        catalog_secret: Secret whose key ``url`` is the catalog database URL.
     """
 
     image: str
@@ -60,6 +76,8 @@ class KubernetesServing:
     readiness_delay: int = 20
     readiness_period: int = 5
     rclone_image: str = RCLONE_IMAGE
+    api_keys: bool = True
+    catalog_secret: str = CATALOG_SECRET
 
     def __post_init__(self) -> None:
         """Refuse settings that could only fail on the cluster."""
@@ -117,6 +135,16 @@ def pod_spec(model_uri: str, serving: KubernetesServing) -> dict[str, Any]:
                 "env": [
                     {"name": "CLEARSIGHT_MODEL_DIR", "value": MODEL_MOUNT},
                     {"name": "GUNICORN_WORKERS", "value": str(serving.workers)},
+                    {
+                        "name": "CLEARSIGHT_API_KEYS",
+                        "value": "required" if serving.api_keys else "off",
+                    },
+                    {
+                        "name": "CLEARSIGHT_CATALOG_URL",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": serving.catalog_secret, "key": "url"}
+                        },
+                    },
                 ],
                 "volumeMounts": [
                     {"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True}
@@ -199,3 +227,160 @@ def seldon_servers_for(deployer: Any, model_name: str) -> list[SeldonDeploymentS
         for service in deployer.find_model_server(service_type=SeldonDeploymentService.SERVICE_TYPE)
         if service.config.model_name == model_name
     ]
+
+
+def upload_model_folder(folder: Path, destination: str) -> str:
+    """Copy an exported model folder to the artifact store; returns ``destination``."""
+    destination = destination.rstrip("/")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        target = f"{destination}/{path.relative_to(folder).as_posix()}"
+        fileio.makedirs(target.rpartition("/")[0])
+        fileio.copy(str(path), target, overwrite=True)
+    return destination
+
+
+def _seldon_labels(model_name: str, version: str) -> dict[str, str]:
+    """The labels ZenML puts on the SeldonDeployment of one served version."""
+    from zenml.integrations.seldon.seldon_client import SeldonClient
+
+    labels = {"zenml.model_name": model_name, "zenml.registered_version": version}
+    SeldonClient.sanitize_labels(labels)
+    return labels
+
+
+def _seldon_deployment_names(deployer: Any, model_name: str, version: str) -> set[str]:
+    """Names of the SeldonDeployments already serving this model version."""
+    try:
+        found = deployer.seldon_client.find_deployments(labels=_seldon_labels(model_name, version))
+    except Exception:  # noqa: BLE001 - an unreachable cluster fails in deploy_model itself
+        return set()
+    return {deployment.name for deployment in found}
+
+
+def _delete_new_seldon_deployments(
+    deployer: Any, model_name: str, version: str, before: set[str]
+) -> list[str]:
+    """Delete the SeldonDeployments of this version created since ``before`` was taken."""
+    removed = []
+    for name in sorted(_seldon_deployment_names(deployer, model_name, version) - before):
+        try:
+            deployer.seldon_client.delete_deployment(name=name, force=True)
+            removed.append(name)
+        except Exception as error:  # noqa: BLE001 - report, then let the caller raise
+            logger.error("Could not delete the failed SeldonDeployment %s: %s", name, error)
+    return removed
+
+
+def _service_log_tail(deployer: Any, uuid: Any, lines: int = 20) -> str:
+    try:
+        return "\n".join(deployer.get_model_server_logs(uuid, tail=lines))
+    except Exception:  # noqa: BLE001 - logs are a courtesy in an error message
+        return ""
+
+
+def deploy_on_kubernetes(
+    deployer: Any,
+    *,
+    model_name: str,
+    export: Callable[[Path], dict[str, str]],
+    models_root: str,
+    serving: dict[str, Any],
+    explicit_secret: bool,
+    pipeline_name: str = "",
+    pipeline_step_name: str = "",
+    timeout: int = 600,
+) -> dict[str, Any]:
+    """Serve the champion with ZenML's Seldon Core deployer; blue-green as locally.
+
+    ZenML 0.98's ``deploy_model`` replaces a server by deleting it first
+    (``continuous_deployment_mode``), which would leave a gap. So the new
+    SeldonDeployment is created beside the old one and the old one is deleted
+    only once the new one is available; Seldon Core's readiness probe keeps
+    traffic off pods that are not ready.
+
+    Args:
+        deployer: The stack's ``SeldonModelDeployer``.
+        model_name: Registered model whose ``champion`` alias is served.
+        export: Writes the champion's model folder (``model.keras`` +
+            ``serving.json``) into the given folder and returns its
+            ``registered_version`` and ``zenml_model_version``.
+        models_root: Artifact-store folder the model folders are uploaded to.
+        serving: Keyword arguments of :class:`KubernetesServing`.
+        explicit_secret: The secret in ``serving`` was chosen by the user, not
+            the deployer's own.
+        pipeline_name: Recorded on the SeldonDeployment's labels.
+        pipeline_step_name: Recorded on the SeldonDeployment's labels.
+        timeout: Seconds to wait for the new deployment to become available.
+
+    Returns:
+        The prediction URL, the versions served, whether anything changed and
+        whether the pods require API keys.
+    """
+    pods = KubernetesServing(**serving)  # invalid settings fail before anything moves
+    existing = []
+    for service in seldon_servers_for(deployer, model_name):
+        if service.is_running:
+            existing.append(service)
+        else:  # a failed or vanished deployment serves nobody: clear it away
+            deployer.delete_model_server(service.uuid, timeout=60, force=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / model_name
+        served = export(folder)
+        version = served["registered_version"]
+        for service in existing:
+            if served_registered_version(service.config) == version:
+                logger.info("Champion v%s is already served.", version)
+                return {
+                    "prediction_url": service.prediction_url,
+                    "changed": False,
+                    "service": str(service.uuid),
+                    "api_keys": pods.api_keys,
+                    **served,
+                }
+        model_uri = upload_model_folder(
+            folder, f"{models_root.rstrip('/')}/{model_name}/v{version}"
+        )
+    config = seldon_deployment_config(
+        model_name=model_name,
+        model_uri=model_uri,
+        serving=pods,
+        registered_version=version,
+        model_version=served["zenml_model_version"],
+        pipeline_name=pipeline_name,
+        pipeline_step_name=pipeline_step_name,
+        explicit_secret=explicit_secret,
+    )
+    before = _seldon_deployment_names(deployer, model_name, version)
+    try:
+        new = deployer.deploy_model(
+            config=config, service_type=SeldonDeploymentService.SERVICE_TYPE, timeout=timeout
+        )
+    except Exception as error:
+        # ZenML deletes its service record but leaves the SeldonDeployment it
+        # created: find it by its labels and delete it by name.
+        removed = _delete_new_seldon_deployments(deployer, model_name, version, before)
+        raise RuntimeError(
+            f"Deploying {model_name} v{version} on Kubernetes failed: {error}. The previous "
+            f"deployment keeps serving; removed the failed SeldonDeployment(s): "
+            f"{', '.join(removed) or 'none was created'}."
+        ) from error
+    if not new.is_running:
+        logs = _service_log_tail(deployer, new.uuid)
+        with contextlib.suppress(Exception):
+            deployer.delete_model_server(new.uuid, timeout=60, force=True)
+        raise RuntimeError(
+            f"The SeldonDeployment for {model_name} v{version} ({new.seldon_deployment_name}) "
+            f"was not available within {timeout} s; it was deleted and the previous one keeps "
+            "serving." + (f" Its last log lines:\n{logs}" if logs else "")
+        )
+    for old in existing:
+        if old.uuid != new.uuid:
+            deployer.delete_model_server(old.uuid, timeout=timeout)
+    logger.info("Serving %s v%s at %s", model_name, version, new.prediction_url)
+    return {
+        "prediction_url": new.prediction_url,
+        "changed": True,
+        "service": str(new.uuid),
+        "api_keys": pods.api_keys,
+        **served,
+    }

@@ -4,8 +4,9 @@ seldon-core 1.19 binds its REST, metrics and gRPC servers to ``0.0.0.0`` with
 no option to change it, which exposes a local model server to the whole
 network. This launcher makes the same microservice bind to the address in
 ``CLEARSIGHT_SERVING_HOST`` (``127.0.0.1`` unless set; ``0.0.0.0`` restores
-seldon-core's behaviour, as inside a container) and then runs seldon-core's own
-``main()`` with the command line unchanged::
+seldon-core's behaviour, as inside a container; the variable is set for the
+model class, which requires API keys unless the address is a loopback one) and
+then runs seldon-core's own ``main()`` with the command line unchanged::
 
     python -m stack.seldon.launch clearsight.seldon_model.ImageClassifier \
         --service-type MODEL --http-port 8000 --grpc-port 11000 --metrics-port 10000
@@ -288,6 +289,8 @@ def main() -> None:
     load_on_first_request()
     end_with_the_rest_server()
     host = os.environ.get(HOST_ENV, DEFAULT_HOST)
+    # The model class reads it: a server on loopback answers without API keys by default.
+    os.environ[HOST_ENV] = host
     if host != ANY:
         bind_to(host)
     from seldon_core.microservice import main as seldon_main

@@ -45,6 +45,7 @@ from zenml.services.local.local_service_endpoint import (
 )
 from zenml.services.service import BaseDeploymentService
 
+from clearsight.api_keys import MODE_ENV as API_KEYS_ENV
 from stack.seldon.launch import DEFAULT_HOST, HOST_ENV, PARENT_PID_ENV
 
 logger = get_logger(__name__)
@@ -223,6 +224,8 @@ class LocalSeldonDeploymentConfig(LocalDaemonServiceConfig):
         grpc_port: The microservice's gRPC port (0: pick a free one).
         metrics_port: The Prometheus metrics port (0: pick a free one).
         host: The address the microservice binds to (``0.0.0.0``: every interface).
+        api_keys: Clients must send an API key (``CLEARSIGHT_API_KEYS=required``);
+            required with a host beyond loopback.
     """
 
     model_dir: str
@@ -233,6 +236,22 @@ class LocalSeldonDeploymentConfig(LocalDaemonServiceConfig):
     grpc_port: int = 0
     metrics_port: int = 0
     host: str = DEFAULT_HOST
+    api_keys: bool = False
+
+    def check_exposure(self) -> None:
+        """Refuse to start a server without API keys on a host beyond loopback.
+
+        Checked when the server starts rather than when the configuration is
+        read, so that a stored server of older code can still be listed and deleted.
+
+        Raises:
+            ValueError: ``api_keys`` is off and ``host`` is not a loopback address.
+        """
+        from clearsight.api_keys import is_loopback
+        from stack.seldon.flavor import KEYS_OFF_BEYOND_LOOPBACK
+
+        if not self.api_keys and not is_loopback(self.host):
+            raise ValueError(KEYS_OFF_BEYOND_LOOPBACK.format(host=self.host))
 
 
 class LocalSeldonDeploymentStatus(LocalDaemonServiceStatus):
@@ -337,7 +356,11 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
         ZenML's daemon entrypoint returns before the daemon writes its PID
         file; waiting here lets :meth:`check_status` tell "not started yet"
         from "started and died".
+
+        Raises:
+            ValueError: The server would listen beyond loopback without API keys.
         """
+        self.config.check_exposure()
         super().provision()
         deadline = time.monotonic() + PID_FILE_WAIT
         while not self.status.pid and time.monotonic() < deadline:
@@ -395,7 +418,8 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
             "TF_CPP_MIN_LOG_LEVEL": "2",
             HOST_ENV: self.config.host,
             PARENT_PID_ENV: str(os.getpid()),
-            **catalog_env(),
+            API_KEYS_ENV: "required" if self.config.api_keys else "off",
+            **catalog_env(api_keys=self.config.api_keys),
         }
         argv = microservice_command(
             port, self.status.grpc_port, self.status.metrics_port, self.config.workers or 1
@@ -420,28 +444,29 @@ class LocalSeldonDeploymentService(LocalDaemonService, BaseDeploymentService):
         sys.exit(code)
 
 
-def catalog_env() -> dict[str, str]:
-    """``CLEARSIGHT_CATALOG_URL`` for the microservice: the catalog its prediction log writes to.
+def catalog_env(api_keys: bool = False) -> dict[str, str]:
+    """``CLEARSIGHT_CATALOG_URL`` for the microservice: its prediction log's and API keys' catalog.
 
     The absolute URL :func:`clearsight.catalog.resolve_catalog_url` gives in
     this process (the variable as the deploy step or CLI had it, else the
     project's SQLite catalog), so the server logs to the catalog the pipelines
-    use, whatever its working folder. A URL that cannot be resolved (relative)
-    is reported here and left out: the server then answers as usual and counts
-    its log entries as dropped.
+    use, and reads the keys ``python -m clearsight.api_keys`` writes, whatever
+    its working folder. A URL that cannot be resolved (relative) is reported
+    here and left out: the server then answers as usual and counts its log
+    entries as dropped (with keys required it answers 503 until fixed).
     """
     from clearsight.catalog import CATALOG_URL_ENV, display_url, resolve_catalog_url
     from clearsight.errors import CatalogError
     from clearsight.prediction_log import log_settings
 
     try:
-        if not log_settings(True, 0)[0]:  # switched off for this server
+        if not api_keys and not log_settings(True, 0)[0]:  # neither log nor keys need it
             return {}
         url = resolve_catalog_url()
     except (CatalogError, ValueError) as error:
         logger.error("The endpoint's prediction log cannot be set up: %s", error)
         return {}
-    logger.info("Prediction log catalog (unless serving.json says off): %s", display_url(url))
+    logger.info("Catalog of the prediction log and API keys: %s", display_url(url))
     return {CATALOG_URL_ENV: url}
 
 

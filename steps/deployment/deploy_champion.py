@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import tempfile
@@ -12,7 +11,6 @@ from typing import Annotated, Any
 import mlflow
 from zenml import get_step_context, step
 from zenml.client import Client
-from zenml.io import fileio
 
 from clearsight.names import CHAMPION_ALIAS, ArtifactName
 from clearsight.prediction_log import PREDICTION_IMAGES_FOLDER, check_keep_images
@@ -96,162 +94,6 @@ def _save_embedding_projection(model_name: str, zenml_version: str, target: Path
     (target / MONITORING_FILE).write_text(projection.model_dump_json())
 
 
-def upload_model_folder(folder: Path, destination: str) -> str:
-    """Copy an exported model folder to the artifact store; returns ``destination``."""
-    destination = destination.rstrip("/")
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        target = f"{destination}/{path.relative_to(folder).as_posix()}"
-        fileio.makedirs(target.rpartition("/")[0])
-        fileio.copy(str(path), target, overwrite=True)
-    return destination
-
-
-def _seldon_labels(model_name: str, version: str) -> dict[str, str]:
-    """The labels ZenML puts on the SeldonDeployment of one served version."""
-    from zenml.integrations.seldon.seldon_client import SeldonClient
-
-    labels = {"zenml.model_name": model_name, "zenml.registered_version": version}
-    SeldonClient.sanitize_labels(labels)
-    return labels
-
-
-def _seldon_deployment_names(deployer: Any, model_name: str, version: str) -> set[str]:
-    """Names of the SeldonDeployments already serving this model version."""
-    try:
-        found = deployer.seldon_client.find_deployments(labels=_seldon_labels(model_name, version))
-    except Exception:  # noqa: BLE001 - an unreachable cluster fails in deploy_model itself
-        return set()
-    return {deployment.name for deployment in found}
-
-
-def _delete_new_seldon_deployments(
-    deployer: Any, model_name: str, version: str, before: set[str]
-) -> list[str]:
-    """Delete the SeldonDeployments of this version created since ``before`` was taken."""
-    removed = []
-    for name in sorted(_seldon_deployment_names(deployer, model_name, version) - before):
-        try:
-            deployer.seldon_client.delete_deployment(name=name, force=True)
-            removed.append(name)
-        except Exception as error:  # noqa: BLE001 - report, then let the caller raise
-            logger.error("Could not delete the failed SeldonDeployment %s: %s", name, error)
-    return removed
-
-
-def _service_log_tail(deployer: Any, uuid: Any, lines: int = 20) -> str:
-    try:
-        return "\n".join(deployer.get_model_server_logs(uuid, tail=lines))
-    except Exception:  # noqa: BLE001 - logs are a courtesy in an error message
-        return ""
-
-
-def deploy_on_kubernetes(
-    deployer: Any,
-    *,
-    model_name: str,
-    models_root: str,
-    settings: dict[str, Any],
-    serving: dict[str, Any],
-    explicit_secret: bool,
-    pipeline_name: str = "",
-    pipeline_step_name: str = "",
-    timeout: int = 600,
-) -> dict[str, Any]:
-    """Serve the champion with ZenML's Seldon Core deployer; blue-green as locally.
-
-    ZenML 0.98's ``deploy_model`` replaces a server by deleting it first
-    (``continuous_deployment_mode``), which would leave a gap. So the new
-    SeldonDeployment is created beside the old one and the old one is deleted
-    only once the new one is available; Seldon Core's readiness probe keeps
-    traffic off pods that are not ready.
-
-    Args:
-        deployer: The stack's ``SeldonModelDeployer``.
-        model_name: Registered model whose ``champion`` alias is served.
-        models_root: Artifact-store folder the model folders are uploaded to.
-        settings: Serving settings written into ``serving.json``.
-        serving: Keyword arguments of :class:`stack.seldon.kubernetes.KubernetesServing`.
-        explicit_secret: The secret in ``serving`` was chosen by the user, not
-            the deployer's own.
-        pipeline_name: Recorded on the SeldonDeployment's labels.
-        pipeline_step_name: Recorded on the SeldonDeployment's labels.
-        timeout: Seconds to wait for the new deployment to become available.
-
-    Returns:
-        The prediction URL, the versions served and whether anything changed.
-    """
-    from zenml.integrations.seldon.services.seldon_deployment import SeldonDeploymentService
-
-    from stack.seldon import kubernetes as k8s
-
-    pods = k8s.KubernetesServing(**serving)  # invalid settings fail before anything moves
-    existing = []
-    for service in k8s.seldon_servers_for(deployer, model_name):
-        if service.is_running:
-            existing.append(service)
-        else:  # a failed or vanished deployment serves nobody: clear it away
-            deployer.delete_model_server(service.uuid, timeout=60, force=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = Path(scratch) / model_name
-        served = _export_champion(model_name, folder, settings)
-        version = served["registered_version"]
-        for service in existing:
-            if k8s.served_registered_version(service.config) == version:
-                logger.info("Champion v%s is already served.", version)
-                return {
-                    "prediction_url": service.prediction_url,
-                    "changed": False,
-                    "service": str(service.uuid),
-                    **served,
-                }
-        model_uri = upload_model_folder(
-            folder, f"{models_root.rstrip('/')}/{model_name}/v{version}"
-        )
-    config = k8s.seldon_deployment_config(
-        model_name=model_name,
-        model_uri=model_uri,
-        serving=pods,
-        registered_version=version,
-        model_version=served["zenml_model_version"],
-        pipeline_name=pipeline_name,
-        pipeline_step_name=pipeline_step_name,
-        explicit_secret=explicit_secret,
-    )
-    before = _seldon_deployment_names(deployer, model_name, version)
-    try:
-        new = deployer.deploy_model(
-            config=config, service_type=SeldonDeploymentService.SERVICE_TYPE, timeout=timeout
-        )
-    except Exception as error:
-        # ZenML deletes its service record but leaves the SeldonDeployment it
-        # created: find it by its labels and delete it by name.
-        removed = _delete_new_seldon_deployments(deployer, model_name, version, before)
-        raise RuntimeError(
-            f"Deploying {model_name} v{version} on Kubernetes failed: {error}. The previous "
-            f"deployment keeps serving; removed the failed SeldonDeployment(s): "
-            f"{', '.join(removed) or 'none was created'}."
-        ) from error
-    if not new.is_running:
-        logs = _service_log_tail(deployer, new.uuid)
-        with contextlib.suppress(Exception):
-            deployer.delete_model_server(new.uuid, timeout=60, force=True)
-        raise RuntimeError(
-            f"The SeldonDeployment for {model_name} v{version} ({new.seldon_deployment_name}) "
-            f"was not available within {timeout} s; it was deleted and the previous one keeps "
-            "serving." + (f" Its last log lines:\n{logs}" if logs else "")
-        )
-    for old in existing:
-        if old.uuid != new.uuid:
-            deployer.delete_model_server(old.uuid, timeout=timeout)
-    logger.info("Serving %s v%s at %s", model_name, version, new.prediction_url)
-    return {
-        "prediction_url": new.prediction_url,
-        "changed": True,
-        "service": str(new.uuid),
-        **served,
-    }
-
-
 @step(enable_cache=False)
 def deploy_champion(
     model_name: str,
@@ -270,12 +112,15 @@ def deploy_champion(
     replicas: int = 2,
     kubernetes_secret_name: str | None = None,
     kubernetes_timeout: int = 600,
+    kubernetes_api_keys: bool = True,
 ) -> Annotated[dict[str, Any], "deployment"]:
     """Serve the champion; start the new server before stopping the old one.
 
     With our ``local_seldon`` deployer the server is a local seldon-core
     microservice; with ZenML's ``seldon`` deployer it is a SeldonDeployment on
-    the cluster running our wrapper (see :func:`deploy_on_kubernetes`).
+    the cluster running our wrapper (see :func:`stack.seldon.kubernetes.deploy_on_kubernetes`).
+    With API keys on, the platform's client key is made first
+    (:func:`stack.endpoint.ensure_platform_key`) for the smoke test.
 
     Args:
         model_name: Registered model whose ``champion`` alias is served.
@@ -309,6 +154,8 @@ def deploy_champion(
             credentials).
         kubernetes_timeout: Kubernetes only: seconds to wait for the new
             SeldonDeployment to become available.
+        kubernetes_api_keys: Kubernetes only: the pods require API keys (false
+            only behind the Istio JWT policy, ``stack/kubernetes/seldon-jwt.yaml``).
 
     Returns:
         The prediction URL, the versions served and whether anything changed.
@@ -332,23 +179,27 @@ def deploy_champion(
     context = get_step_context()
     pipeline_name, pipeline_step_name = context.pipeline.name, context.step_run.name
     if deployer.flavor == "seldon":  # ZenML's Seldon Core deployer, on a cluster
-        from stack.seldon.kubernetes import resolve_image
+        from stack.endpoint import ensure_platform_key
+        from stack.seldon.kubernetes import deploy_on_kubernetes, resolve_image
 
         if stack.artifact_store.config.is_local:
             raise RuntimeError(
                 "ZenML's Seldon deployer needs a remote artifact store (S3/MinIO) that the "
                 "cluster can read; the active one is local. Use the production stack."
             )
+        if kubernetes_api_keys:
+            ensure_platform_key()  # in the catalog the pods read (secret clearsight-catalog)
         return deploy_on_kubernetes(
             deployer,
             model_name=model_name,
+            export=lambda folder: _export_champion(model_name, folder, settings),
             models_root=f"{stack.artifact_store.path.rstrip('/')}/served-models",
-            settings=settings,
             serving={
                 "image": resolve_image(serving_image),
                 "secret_name": kubernetes_secret_name or deployer.kubernetes_secret_name,
                 "replicas": replicas,
                 "workers": workers or 1,
+                "api_keys": kubernetes_api_keys,
             },
             explicit_secret=bool(kubernetes_secret_name),
             pipeline_name=pipeline_name,
@@ -376,6 +227,7 @@ def deploy_champion(
                 "metrics_url": service.metrics_url,
                 "changed": False,
                 "service": str(service.uuid),
+                "api_keys": service.config.api_keys,
                 **served,
             }
     folder = staging.with_name(f"{model_name}-v{served['registered_version']}")
@@ -420,5 +272,6 @@ def deploy_champion(
         "metrics_url": new.metrics_url,
         "changed": True,
         "service": str(new.uuid),
+        "api_keys": new.config.api_keys,
         **served,
     }

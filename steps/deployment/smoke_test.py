@@ -13,6 +13,7 @@ from zenml.io import fileio
 
 from clearsight.dataset import DatasetManifest
 from clearsight.prediction_log import SMOKE_TEST_PUID_PREFIX
+from stack.endpoint import Endpoint, client_api_key
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,9 @@ def smoke_test(
     deployment: dict[str, Any], dataset: DatasetManifest
 ) -> Annotated[dict[str, Any], "smoke_test"]:
     """Predict one test image through the deployed endpoint and check the answer's shape.
+
+    Sends the key of :func:`stack.endpoint.client_api_key` (the platform's own,
+    which the deployer made when it started a server with keys required).
 
     Args:
         deployment: Output of ``deploy_champion``.
@@ -37,7 +41,10 @@ def smoke_test(
             # Not traffic: the monitor leaves requests with this id prefix out.
             "meta": {"puid": f"{SMOKE_TEST_PUID_PREFIX}{uuid.uuid4()}"},
         }
-    response = requests.post(deployment["prediction_url"], json=payload, timeout=30)
+    endpoint = Endpoint(deployment["prediction_url"], api_key=client_api_key())
+    response = requests.post(
+        endpoint.prediction_url, json=payload, headers=endpoint.headers(), timeout=30
+    )
     if response.status_code != 200:
         raise RuntimeError(f"The endpoint answered {response.status_code}: {response.text[:500]}")
     body = response.json()

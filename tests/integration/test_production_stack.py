@@ -9,6 +9,7 @@ ZenML client (the embedded store of the other tests) is never switched.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -18,6 +19,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
 
 import boto3
 import pytest
@@ -25,6 +30,7 @@ from mlflow import MlflowClient
 
 from stack.airflow.client import AirflowClient
 from stack.settings import load_settings
+from stack.zenml_server import server_info as zenml_server_info
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -106,7 +112,12 @@ def production(tmp_path_factory, digits_dir):
         assert started.returncode == 0, started.stdout + started.stderr[-3000:]
         registered = _run(["-m", "stack.register", "production"], env, timeout=300)
         assert registered.returncode == 0, registered.stderr[-3000:]
-        yield {"env": env, "state": state, "data": digits_dir}
+        # MLflow asks for a login: this process's MlflowClient reads as the review app
+        # does, with the read-only account (the subprocesses keep the env above).
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in _settings(env).mlflow_reader_environment().items():
+                patch.setenv(key, value)
+            yield {"env": env, "state": state, "data": digits_dir}
     finally:
         _run(["-m", "stack.serve_stop"], env, timeout=300)
         _run(["-m", "stack.services", "stop"], env, timeout=300)
@@ -166,7 +177,7 @@ def test_run_py_on_the_production_stack(production):
     assert all(r["status"] == "completed" for r in runs), runs
     airflow = AirflowClient(settings.airflow_url, settings.airflow_user, settings.airflow_password)
     for dag_file in settings.airflow_dags.glob("*.zip"):
-        assert oct(dag_file.stat().st_mode & 0o777) == "0o600"  # holds a ZenML API token
+        assert oct(dag_file.stat().st_mode & 0o777) == "0o600"  # the tasks' environment
         dag_runs = airflow.dag_runs(dag_file.stem)
         assert [r["state"] for r in dag_runs] == ["success"], dag_runs
         assert dag_runs[0]["dag_run_id"] in {r["orchestrator_run_id"] for r in runs}
@@ -177,8 +188,32 @@ def _mode(path) -> str:
     return oct(path.stat().st_mode & 0o777)
 
 
+JWT = re.compile(rb"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+")
+
+
+def zenml_tokens(data: bytes, server_id: str) -> list[bytes]:
+    """The JSON web tokens in ``data`` that the ZenML server issued (its id in their claims).
+
+    Airflow's own tokens (its API, its task workers) are JWTs too, with other claims.
+    """
+    found = []
+    for match in JWT.finditer(data):
+        payload = match.group().split(b".")[1]
+        with contextlib.suppress(ValueError):
+            claims = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4))
+            if server_id.encode() in claims:
+                found.append(match.group()[:16])
+    return found
+
+
 def assert_token_files_are_private(settings) -> None:
-    """The ZenML API token (DAG configs, airflow.db) and the passwords: this user's only."""
+    """No ZenML credential where Airflow keeps the tasks' environment; the rest this user's only.
+
+    ZenML writes a run- or schedule-scoped API token into each task's environment; the
+    DAG generator leaves it out of the DAG files, so Airflow's database and the task logs
+    never see it, nor the service account's API key (Airflow's own environment) or the
+    ZenML password.
+    """
     for folder in (settings.services_dir, settings.airflow_home, settings.airflow_dags):
         assert _mode(folder) == "0o700", folder
     for secret_file in (settings.credentials_file, settings.airflow_home / "passwords.json"):
@@ -190,6 +225,18 @@ def assert_token_files_are_private(settings) -> None:
         serialized = " ".join(str(row[0]) for row in db.execute("SELECT data FROM serialized_dag"))
     assert "ZENML_STORE_URL" in serialized
     assert _mode(database) == "0o600", database
+    assert settings.zenml_api_key and settings.zenml_password  # b"" would be in anything
+    forbidden = (settings.zenml_api_key.encode(), settings.zenml_password.encode())
+    server_id = zenml_server_info(settings.zenml_url)["id"]
+    for path in [p for p in settings.airflow_home.rglob("*") if p.is_file() and not p.is_symlink()]:
+        if path.suffix == ".zip":  # the DAG files: their config.json is compressed
+            with zipfile.ZipFile(path) as dag:
+                contents = [dag.read(name) for name in dag.namelist()]
+        else:  # airflow.db (serialized DAGs, rendered task fields, -wal), the task logs
+            contents = [path.read_bytes()]
+        leaked = [secret[:12] for secret in forbidden for data in contents if secret in data]
+        leaked += [token for data in contents for token in zenml_tokens(data, server_id)]
+        assert not leaked, (path, leaked)
     # Everything Airflow and the other servers wrote (logs included) is private.
     for folder in (settings.services_dir, settings.airflow_home):
         exposed = [p for p in folder.rglob("*") if not p.is_symlink() and p.stat().st_mode & 0o077]
@@ -272,7 +319,8 @@ print(count)
 
 
 def mlflow_run_count(env: dict[str, str]) -> int:
-    result = _run(["-c", MLFLOW_RUN_COUNT, env["CLEARSIGHT_MLFLOW_URI"]], env, timeout=120)
+    reader = _settings(env).mlflow_reader_environment()
+    result = _run(["-c", MLFLOW_RUN_COUNT, env["CLEARSIGHT_MLFLOW_URI"]], {**env, **reader}, 120)
     assert result.returncode == 0, result.stderr[-2000:]
     return int(result.stdout.strip().splitlines()[-1])
 
@@ -344,3 +392,113 @@ def test_registration_is_idempotent_and_an_invalid_config_writes_nothing(product
     state = _run(["-c", STACK_STATE], env, timeout=120)
     after = json.loads(state.stdout.strip().splitlines()[-1])
     assert after == before and "seldon_k8s" not in after["components"], after
+
+
+def test_mlflow_asks_for_a_login_and_the_review_app_account_only_reads(production):
+    """Anonymous: 401; the read-only account reads a model but cannot move its alias (403)."""
+    import requests
+
+    from stack.mlflow_auth import ADMIN_USERNAME, READER_USERNAME
+
+    env = production["env"]
+    settings = _settings(env)
+    writer = (settings.mlflow_username, settings.mlflow_password)  # the pipelines' account
+    reader = (READER_USERNAME, settings.mlflow_reader_password)  # the review app's
+
+    def status(method: str, path: str, auth=None, **body) -> int:
+        url = f"{settings.mlflow_uri}/api/2.0/mlflow/{path}"
+        if method == "GET":
+            return requests.get(url, params=body, auth=auth, timeout=60).status_code
+        return requests.request(method, url, json=body, auth=auth, timeout=60).status_code
+
+    model, alias = {"name": "access-check"}, {"name": "access-check", "alias": "champion"}
+    assert status("GET", "registered-models/get", **model) == 401
+    assert (
+        status("GET", "registered-models/get", (READER_USERNAME, "wrong-password"), **model) == 401
+    )
+    assert status("POST", "registered-models/create", writer, **model) == 200
+    source = f"s3://{settings.mlflow_bucket}/access-check/model"
+    assert status("POST", "model-versions/create", writer, **model, source=source) == 200
+    assert status("POST", "registered-models/alias", writer, **alias, version="1") == 200
+    assert status("GET", "registered-models/alias", reader, **alias) == 200
+    assert status("POST", "registered-models/alias", reader, **alias, version="1") == 403
+    assert status("DELETE", "registered-models/alias", reader, **alias) == 403
+    # The pipelines' account is no admin: it cannot look up other users.
+    assert status("GET", "users/get", writer, username=ADMIN_USERNAME) == 403
+
+    # A new admin password through MLflow's update_user_password, stored in
+    # credentials.env, is the one the next `make services` logs in with.
+    rotated = _run(["-m", "stack.mlflow_auth", "rotate", "admin"], env, timeout=120)
+    assert rotated.returncode == 0, rotated.stderr[-2000:]
+    assert _settings(env).mlflow_admin_password != settings.mlflow_admin_password
+    again = _run(["-m", "stack.services", "start", "mlflow"], env, timeout=120)
+    assert again.returncode == 0 and "already running" in again.stdout, again.stderr[-2000:]
+    assert _mode(settings.services_dir / "mlflow" / "basic_auth.ini") == "0o600"
+
+
+def test_the_zenml_server_asks_for_the_default_users_password(production):
+    from stack.zenml_server import password_accepted
+
+    env = production["env"]
+    settings = _settings(env)
+    url = settings.zenml_url
+    assert not password_accepted(url, "default", "")  # ZenML's default: an empty password
+    assert not password_accepted(url, "default", "not-the-password")
+    assert password_accepted(url, "default", settings.zenml_password)
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(f"{url}/api/v1/current-user", timeout=10)  # noqa: S310
+    assert anonymous.value.code == 401
+    # The client's login (ZenML's credentials store) is this user's only.
+    assert _mode(Path(env["ZENML_CONFIG_PATH"]) / "credentials.yaml") == "0o600"
+
+
+STEP_USERS = """
+import json, sys
+from zenml.client import Client
+run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+print(json.dumps({"status": run.status.value, "user": run.user.name if run.user else None,
+                  "steps": sorted({s.user.name for s in run.steps.values() if s.user})}))
+"""
+
+
+def test_a_revoked_airflow_key_stops_runs_with_a_clear_error_and_a_new_key_works(
+    production, tmp_path
+):
+    from stack.zenml_server import API_KEY_NAME, SERVICE_ACCOUNT
+
+    env = production["env"]
+    old_key = _settings(env).zenml_api_key
+    tiny = tmp_path / "tiny"
+    for label in ("0", "1"):
+        (tiny / label).mkdir(parents=True)
+        for image in sorted((production["data"] / "train" / label).glob("*.png"))[:6]:
+            (tiny / label / image.name).write_bytes(image.read_bytes())
+    zenml = str(Path(sys.executable).parent / "zenml")
+    revoke = [zenml, "service-account", "api-key", SERVICE_ACCOUNT, "update", API_KEY_NAME]
+    revoked = subprocess.run(
+        [*revoke, "--active", "false"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert revoked.returncode == 0, revoked.stdout[-2000:] + revoked.stderr[-2000:]
+
+    refused = _run(["run.py", "--pipeline", "ingest", "--data-dir", str(tiny)], env)
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    assert "refused the API key" in refused.stderr, refused.stderr[-3000:]
+    assert "make services" in refused.stderr and "Traceback" not in refused.stderr
+
+    # make services issues a new key and restarts Airflow with it.
+    restarted = _run(["-m", "stack.services", "start"], env, timeout=600)
+    assert restarted.returncode == 0, restarted.stdout[-3000:] + restarted.stderr[-3000:]
+    assert f"API key of service account {SERVICE_ACCOUNT} replaced" in restarted.stdout
+    assert "restarting: its tasks get the new ZenML API key" in restarted.stdout
+    new_key = _settings(env).zenml_api_key
+    assert new_key and new_key != old_key
+
+    result = _run(["run.py", "--pipeline", "ingest", "--data-dir", str(tiny)], env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The run was submitted by the default user; its steps ran as the service account.
+    users = _run(["-c", STEP_USERS], env, timeout=120)
+    assert users.returncode == 0, users.stderr[-2000:]
+    newest = json.loads(users.stdout.strip().splitlines()[-1])
+    assert newest == {"status": "completed", "user": "default", "steps": [SERVICE_ACCOUNT]}
+    # Nothing Airflow keeps holds a ZenML credential, the schedules' DAGs included.
+    assert_token_files_are_private(_settings(env))

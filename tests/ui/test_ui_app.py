@@ -549,7 +549,7 @@ def test_users_cli_adds_hashed_users(tmp_path):
         text=True,
         cwd=ROOT,
     )
-    assert short.returncode != 0 and "at least 8" in short.stderr
+    assert short.returncode != 0 and "at least 12" in short.stderr
 
 
 def test_a_possible_label_error_shows_the_given_and_suggested_labels(

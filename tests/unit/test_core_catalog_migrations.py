@@ -32,6 +32,7 @@ from sqlalchemy import (
     text,
 )
 
+from clearsight import api_keys as api_keys_module
 from clearsight import catalog as catalog_module
 from clearsight import migrations
 from clearsight import prediction_log as prediction_log_module
@@ -43,7 +44,9 @@ from clearsight.review import ReviewStore
 from tests.conftest import ROOT
 from tests.unit.conftest import image_bytes
 
-HEAD = "0004_monitoring_features"
+HEAD = "0006_audit_log_target"
+API_KEYS = "0005_api_keys"
+MONITORING = "0004_monitoring_features"
 IDENTITY = "0002_identity_and_history"
 PREDICTION_LOG = "0003_prediction_log"
 BASELINE = "0001_baseline"
@@ -149,6 +152,7 @@ ALL_TABLES = {
     "audit_log",
     "prediction_log",
     "ground_truths",
+    "api_keys",
     "alembic_version",
 }
 
@@ -257,7 +261,12 @@ def schema_differences(url: str) -> list:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             return compare_metadata(
                 context,
-                [catalog_module.metadata, review_module.metadata, prediction_log_module.metadata],
+                [
+                    catalog_module.metadata,
+                    review_module.metadata,
+                    prediction_log_module.metadata,
+                    api_keys_module.metadata,
+                ],
             )
     finally:
         engine.dispose()
@@ -339,7 +348,7 @@ def test_downgrade_to_the_baseline_and_upgrade_again(url, tmp_path):
     catalog.record_ingestion(*build_manifest(folder, known=catalog.known_images()))
     catalog.close()
     assert migrations.downgrade_database(url, BASELINE) == BASELINE
-    assert not {"image_events", "prediction_log", "ground_truths"} & tables_of(url)
+    assert not {"image_events", "prediction_log", "ground_truths", "api_keys"} & tables_of(url)
     assert len(read(url, "SELECT * FROM images")) == 6
     assert migrations.current_revision(url) == BASELINE
 
@@ -425,8 +434,51 @@ def test_cli_history_and_upgrade(url, capsys):
         BASELINE,
         IDENTITY,
         PREDICTION_LOG,
+        MONITORING,
+        API_KEYS,
         f"{HEAD} (head, current)",
     ]
+
+
+def test_revision_0005_adds_the_api_keys_and_leaves_the_rest(url):
+    from clearsight.api_keys import ApiKeyStore
+
+    store = ApiKeyStore(url)  # opening the key store migrates the catalog too
+    store.create("client")
+    store.close()
+    assert migrations.downgrade_database(url, MONITORING) == MONITORING
+    assert tables_of(url) == ALL_TABLES - {"api_keys"}
+    Catalog(url).close()
+    assert migrations.current_revision(url) == HEAD
+    assert read(url, "SELECT count(*) FROM api_keys") == [(0,)]  # dropped keys stay dropped
+    assert schema_differences(url) == []
+
+
+def audit_indexes(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {i["name"] for i in inspect(engine).get_indexes("audit_log")}
+    finally:
+        engine.dispose()
+
+
+def test_revision_0006_indexes_the_audit_log_by_target_and_keeps_its_rows(url):
+    reviews = ReviewStore(url)
+    reviews.record_action(actor="ada", role="", action="sign-in", target="ada", outcome="failed")
+    reviews.close()
+    assert audit_indexes(url) == {"ix_audit_log_target_at"}
+    assert migrations.downgrade_database(url, API_KEYS) == API_KEYS
+    assert audit_indexes(url) == set()
+    assert tables_of(url) == ALL_TABLES
+    reviews = ReviewStore(url)  # migrates to head again
+    try:
+        assert [(e["actor"], e["outcome"]) for e in reviews.audit_log()] == [("ada", "failed")]
+        assert len(reviews.sign_in_history("ada", T0, 10)) == 1
+    finally:
+        reviews.close()
+    assert migrations.current_revision(url) == HEAD
+    assert audit_indexes(url) == {"ix_audit_log_target_at"}
+    assert schema_differences(url) == []
 
 
 # The image history ------------------------------------------------------

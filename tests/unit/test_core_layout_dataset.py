@@ -243,9 +243,10 @@ def test_fingerprint_depends_on_images_labels_and_splits_only(tmp_path):
 
 
 def test_counts_and_split_sizes(tmp_path):
+    seeds = iter(range(100, 200))  # distinct pictures: equal ones would be de-duplicated
     for split, n in (("train", 4), ("val", 2), ("test", 1)):
         for i in range(n):
-            write(tmp_path / split / "k" / f"{i}.png", image_bytes(hash((split, i)) % 1000))
+            write(tmp_path / split / "k" / f"{i}.png", image_bytes(next(seeds)))
     manifest, _ = build_manifest(tmp_path)
     assert manifest.split_sizes() == {"train": 4, "val": 2, "test": 1}
     assert manifest.counts() == {"train": {"k": 4}, "val": {"k": 2}, "test": {"k": 1}}

@@ -28,7 +28,7 @@ COMPOSE_FILE = DOCKER / "docker-compose.yml"
 COMPOSE_TEXT = COMPOSE_FILE.read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
-ONE_SHOT = {"minio-init", "airflow-init"}
+ONE_SHOT = {"minio-init", "airflow-init", "mlflow-init"}
 # The port plan (README "Services and ports"): host ports published per service.
 PORTS = {
     "minio": {9000, 9001},
@@ -44,7 +44,13 @@ PORTS = {
 }
 BUCKETS = {"clearsight-artifacts", "clearsight-mlflow"}
 # Variables that may stay empty: created after the first start, or defaults.
-OPTIONAL = {"ZENML_API_KEY", "AIRFLOW_UID", "CLEARSIGHT_AIRFLOW_DAGS", "CLEARSIGHT_ENDPOINT_URL"}
+OPTIONAL = {
+    "ZENML_API_KEY",
+    "AIRFLOW_UID",
+    "CLEARSIGHT_AIRFLOW_DAGS",
+    "CLEARSIGHT_ENDPOINT_URL",
+    "CLEARSIGHT_ENDPOINT_API_KEY",
+}
 # Bind-mounted folders that compose creates at run time, not files of the repository.
 # Written at run time on the host: Airflow's DAG folder, the Seldon deployer's
 # Prometheus targets file.
@@ -81,6 +87,12 @@ def _published(service: dict) -> list[tuple[str, int, int]]:
 
 def _environment(name: str) -> dict[str, str]:
     return {k: str(v) for k, v in (SERVICES[name].get("environment") or {}).items()}
+
+
+def _command(name: str) -> str:
+    """A service's command as one line, whether a string or a list (``sh -c ...``)."""
+    command = SERVICES[name]["command"]
+    return " ".join(" ".join(command if isinstance(command, str) else command).split())
 
 
 def test_the_whole_production_picture_is_there():
@@ -252,7 +264,7 @@ def test_the_services_are_wired_to_each_other():
     made = re.search(r"mc mb --ignore-existing ([^\n\"]+)", SERVICES["minio-init"]["entrypoint"])
     assert {f"clearsight/{b}" for b in BUCKETS} <= set(made.group(1).split())
 
-    mlflow = " ".join(SERVICES["mlflow"]["command"].split())
+    mlflow = _command("mlflow")
     assert "--backend-store-uri postgresql://" in mlflow
     assert "--artifacts-destination s3://clearsight-mlflow" in mlflow
     assert _environment("mlflow")["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
@@ -424,3 +436,50 @@ def test_the_review_app_metrics_listen_where_prometheus_scrapes(monkeypatch):
     assert (loaded.metrics_address, loaded.metrics_port) == ("0.0.0.0", 8502)
     monkeypatch.delenv(ui_config.METRICS_ADDRESS_ENV)
     assert ui_config.load_config().metrics_address == "127.0.0.1"
+
+
+def test_mlflow_runs_its_own_authentication_and_every_client_has_an_account():
+    from stack.mlflow_auth import ADMIN_USERNAME, PASSWORD_SETTINGS, READER_USERNAME
+
+    mlflow, env = _command("mlflow"), _environment("mlflow")
+    assert "exec mlflow server --app-name basic-auth " in mlflow
+    # The auth config is written from the environment (no file with a password in
+    # the repository), where MLflow reads it, before the server starts.
+    assert mlflow.startswith("/bin/sh -c umask 077 && ")
+    assert 'mlflow_auth.py config "$$MLFLOW_AUTH_CONFIG_PATH" && exec mlflow' in mlflow
+    assert env["MLFLOW_AUTH_CONFIG_PATH"].startswith("/tmp/")
+    assert env["MLFLOW_AUTH_DATABASE_URI"].endswith("@postgres:5432/mlflow_auth")
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == ADMIN_USERNAME
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"].startswith(f"${{{PASSWORD_SETTINGS['admin']}:?")
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"].startswith("${MLFLOW_FLASK_SERVER_SECRET_KEY:?")
+    # The image carries the script that writes the config and creates the accounts.
+    context, dockerfile = _dockerfile(SERVICES["mlflow"])
+    assert "COPY mlflow_auth.py /opt/clearsight/mlflow_auth.py" in dockerfile.read_text()
+    assert (context / "mlflow_auth.py").samefile(ROOT / "stack" / "mlflow_auth.py")
+    assert "Flask-WTF" in dockerfile.read_text()  # MLflow's [auth] extra
+    ignore = (DOCKER / "mlflow.Dockerfile.dockerignore").read_text().split()
+    assert {"*", "!mlflow_auth.py"} <= set(ignore)  # only that file goes into the build
+
+    # mlflow-init creates the accounts once MLflow is healthy, with the same image.
+    init = SERVICES["mlflow-init"]
+    assert (
+        init["build"] == SERVICES["mlflow"]["build"]
+        and init["image"] == SERVICES["mlflow"]["image"]
+    )
+    assert init["command"][-2:] == ["/opt/clearsight/mlflow_auth.py", "accounts"]
+    assert init["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+    init_env = _environment("mlflow-init")
+    assert init_env["CLEARSIGHT_MLFLOW_URI"] == "http://mlflow:5000"
+    for name, setting in (
+        ("MLFLOW_AUTH_ADMIN_PASSWORD", PASSWORD_SETTINGS["admin"]),
+        (PASSWORD_SETTINGS["writer"], PASSWORD_SETTINGS["writer"]),
+        (PASSWORD_SETTINGS["reader"], PASSWORD_SETTINGS["reader"]),
+    ):
+        assert init_env[name].startswith(f"${{{setting}:?"), name
+    # The review app reads with the read-only account, after it exists.
+    app = _environment("review-app")
+    assert app["MLFLOW_TRACKING_USERNAME"] == READER_USERNAME
+    assert app["MLFLOW_TRACKING_PASSWORD"].startswith(f"${{{PASSWORD_SETTINGS['reader']}:?")
+    assert SERVICES["review-app"]["depends_on"]["mlflow-init"] == {
+        "condition": "service_completed_successfully"
+    }

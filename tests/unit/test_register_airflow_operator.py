@@ -118,3 +118,31 @@ def test_an_invalid_production_config_writes_no_secret_and_no_component(monkeypa
         register_production(activate=False)
     assert {s.name for s in client.list_secrets(size=1000).items} == secrets
     assert {c.name for c in client.list_stack_components(size=1000).items} == components
+
+
+def test_the_dag_generator_writes_no_zenml_credential_and_airflow_gets_the_api_key():
+    from stack.airflow.dag_generator import TaskConfiguration, bash_task_arguments
+
+    task = TaskConfiguration(
+        id="scan_images",
+        zenml_step_name="scan_images",
+        upstream_steps=[],
+        docker_image="clearsight-project-venv",
+        command=["python", "-m", "zenml.entrypoints.entrypoint"],
+        arguments=["--step_name", "scan_images"],
+        environment={
+            "ZENML_STORE_URL": "http://127.0.0.1:8237",
+            "ZENML_STORE_API_TOKEN": "eyJ-a-workload-token",
+            "DISABLE_CREDENTIALS_DISK_CACHING": "true",
+        },
+        operator_source=BASH_OPERATOR,
+    )
+    assert "eyJ-a-workload-token" not in task.model_dump_json()  # what config.json holds
+    environment = bash_task_arguments(task)["env"]
+    assert environment["ZENML_STORE_URL"] == "http://127.0.0.1:8237"
+    assert "ZENML_STORE_API_TOKEN" not in environment
+    assert environment["DISABLE_CREDENTIALS_DISK_CACHING"] == "true"  # the client's login stays
+    airflow = {"airflow_url": "http://127.0.0.1:8080", "airflow_log_port": 8793}
+    with_key = settings(zenml_api_key="ZENKEY_x", **airflow).airflow_environment()
+    assert with_key["ZENML_STORE_API_KEY"] == "ZENKEY_x"
+    assert "ZENML_STORE_API_KEY" not in settings(**airflow).airflow_environment()

@@ -6,7 +6,6 @@ sends to the Kubernetes API (captured by an in-memory custom-objects API).
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -139,8 +138,13 @@ def test_zenml_provisions_our_wrapper_with_the_model_from_the_artifact_store(api
     (container,) = pod["containers"]
     assert container["name"] == graph["name"]  # Seldon binds the graph node by name
     assert container["image"] == IMAGE
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert env == {"CLEARSIGHT_MODEL_DIR": "/mnt/models", "GUNICORN_WORKERS": "2"}
+    env = {e["name"]: e.get("value") or e["valueFrom"] for e in container["env"]}
+    assert env == {
+        "CLEARSIGHT_MODEL_DIR": "/mnt/models",
+        "GUNICORN_WORKERS": "2",
+        "CLEARSIGHT_API_KEYS": "required",  # /health/ping, the probe, stays open
+        "CLEARSIGHT_CATALOG_URL": {"secretKeyRef": {"name": "clearsight-catalog", "key": "url"}},
+    }
     assert container["readinessProbe"]["httpGet"] == {"path": "/health/ping", "port": "http"}
     assert container["resources"]["limits"]["memory"] == "3Gi"
     (init,) = pod["initContainers"]
@@ -294,38 +298,30 @@ class FakeDeployer:
         return iter(["ImportError: no module named clearsight"])
 
 
-@pytest.fixture()
-def champion_v7(monkeypatch):
-    module = importlib.import_module(
-        "steps.deployment.deploy_champion"
-    )  # the package re-exports the step under the module's name
-
-    def export(model_name: str, target: Path, settings: dict) -> dict[str, str]:
-        target.mkdir(parents=True)
-        (target / "model.keras").write_bytes(b"weights")
-        (target / "serving.json").write_text(json.dumps(settings))
-        return {"registered_version": "7", "zenml_model_version": "12"}
-
-    monkeypatch.setattr(module, "_export_champion", export)
-    return module
+def export_v7(target: Path) -> dict[str, str]:
+    """What the deploy step's export of champion v7 writes and returns."""
+    target.mkdir(parents=True)
+    (target / "model.keras").write_bytes(b"weights")
+    (target / "serving.json").write_text(json.dumps({"top_k": 3}))
+    return {"registered_version": "7", "zenml_model_version": "12"}
 
 
-def deploy(module, deployer, root: Path) -> dict:
-    return module.deploy_on_kubernetes(
+def deploy(deployer, root: Path) -> dict:
+    return k8s.deploy_on_kubernetes(
         deployer,
         model_name="image-classifier",
+        export=export_v7,
         models_root=str(root),
-        settings={"top_k": 3},
         serving={"image": IMAGE, "secret_name": "s", "replicas": 2, "workers": 1},
         explicit_secret=True,
         timeout=5,
     )
 
 
-def test_new_deployment_is_available_before_the_old_one_is_deleted(champion_v7, tmp_path):
+def test_new_deployment_is_available_before_the_old_one_is_deleted(tmp_path):
     old, crashed = FakeService("6"), FakeService("5", running=False)
     deployer = FakeDeployer([old, crashed])
-    result = deploy(champion_v7, deployer, tmp_path)
+    result = deploy(deployer, tmp_path)
 
     kinds = [kind for kind, _ in deployer.calls]
     assert kinds == ["delete", "deploy", "delete"]
@@ -342,26 +338,28 @@ def test_new_deployment_is_available_before_the_old_one_is_deleted(champion_v7, 
         "prediction_url",
         "changed",
         "service",
+        "api_keys",
         "registered_version",
         "zenml_model_version",
     }
+    assert result["api_keys"] is True
 
 
-def test_the_champion_already_served_is_kept(champion_v7, tmp_path):
+def test_the_champion_already_served_is_kept(tmp_path):
     current = FakeService("7")
     deployer = FakeDeployer([current])
-    result = deploy(champion_v7, deployer, tmp_path)
+    result = deploy(deployer, tmp_path)
     assert deployer.calls == []
     assert result["changed"] is False and result["service"] == str(current.uuid)
 
 
 def test_a_deployment_that_never_becomes_available_leaves_the_old_one_serving(
-    champion_v7, tmp_path
+    tmp_path,
 ):
     old = FakeService("6")
     deployer = FakeDeployer([old], new_running=False)
     with pytest.raises(RuntimeError, match="previous one keeps serving") as raised:
-        deploy(champion_v7, deployer, tmp_path)
+        deploy(deployer, tmp_path)
     assert "no module named clearsight" in str(raised.value)  # the failed pods' last logs
     # the failed deployment is deleted; the old one is left alone
     new = deployer.services[-1]
@@ -369,9 +367,7 @@ def test_a_deployment_that_never_becomes_available_leaves_the_old_one_serving(
     assert deployer.calls[1:] == [("delete", new.uuid)]
 
 
-def test_a_deployment_that_zenml_fails_to_start_is_deleted_from_the_cluster(
-    api, champion_v7, tmp_path
-):
+def test_a_deployment_that_zenml_fails_to_start_is_deleted_from_the_cluster(api, tmp_path):
     """ZenML's deploy_model raises after creating the SeldonDeployment: we delete it."""
     seldon = SeldonDeploymentService(uuid=uuid4(), config=config())._get_client()
     # the currently served version (v6), running on the cluster
@@ -381,7 +377,7 @@ def test_a_deployment_that_zenml_fails_to_start_is_deleted_from_the_cluster(
     deployer = FakeDeployer([old], fail_after_create=True, seldon_client=seldon)
 
     with pytest.raises(RuntimeError, match="removed the failed SeldonDeployment") as raised:
-        deploy(champion_v7, deployer, tmp_path)
+        deploy(deployer, tmp_path)
 
     (failed,) = api.deleted
     assert failed.startswith("zenml-") and failed in str(raised.value)

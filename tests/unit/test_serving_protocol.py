@@ -257,7 +257,7 @@ def test_a_grpc_seldon_message_is_parsed_like_its_json():
 
 
 def test_the_model_answers_a_grpc_message_with_a_message_and_refusals_as_invalid_argument(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
     import grpc
     from seldon_core import wrapper
@@ -274,6 +274,7 @@ def test_the_model_answers_a_grpc_message_with_a_message_and_refusals_as_invalid
     from clearsight.serving import export_model_dir
 
     export_model_dir(build_model(10, image_size=8, seed=1), config, tmp_path)
+    monkeypatch.setenv("CLEARSIGHT_SERVING_HOST", "127.0.0.1")  # as the launcher: keys off
     model = seldon_model.ImageClassifier(str(tmp_path))
     tensor = np.random.default_rng(1).random((2, 8, 8, 3))
     answer = model.predict_raw(

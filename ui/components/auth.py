@@ -1,12 +1,23 @@
-"""Sign-in and the signed-in user, kept in the session and re-checked on every rerun."""
+"""Sign-in and the signed-in user, kept in the session and re-checked on every rerun.
+
+The rules (lockout after failed sign-ins, counted in the catalog's audit log;
+idle sessions expire) are :mod:`ui.signin`'s; this module shows them.
+"""
 
 from __future__ import annotations
 
-import streamlit as st
+import logging
 
-from ui import metrics
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from clearsight.errors import CatalogError
+from ui import metrics, signin
 from ui.config import UIConfig, load_config
-from ui.users import User, UsersError, authenticate, lookup_user
+from ui.data.reviews import review_store
+from ui.users import User, UsersError, lookup_user
+
+logger = logging.getLogger(__name__)
 
 USER_KEY = "user"
 NOTICE_KEY = "signed_out_because"
@@ -17,11 +28,20 @@ def current_user(config: UIConfig | None = None) -> User | None:
 
     The users file is read again on every rerun: a user removed from it, or
     whose password was reset, is signed out; a changed role applies at once.
+    A session idle for longer than ``CLEARSIGHT_UI_IDLE_MINUTES`` is signed
+    out at its next rerun; any other rerun (an interaction) keeps it alive.
     """
     entry = st.session_state.get(USER_KEY)
     if not entry:
         return None
     config = config or load_config()
+    at = signin.now()
+    if signin.idle_expired(
+        entry.get("last_active"), at=at, policy=signin.SignInPolicy.from_config(config)
+    ):
+        return _signed_out(
+            f"the session was idle for more than {config.idle_minutes:g} minutes; sign in again"
+        )
     try:
         found = lookup_user(config.users_file, entry["name"])
     except UsersError as error:
@@ -31,8 +51,7 @@ def current_user(config: UIConfig | None = None) -> User | None:
     user, stamp = found
     if stamp != entry.get("stamp"):
         return _signed_out(f"the password of {user.name} was changed")
-    if user.role != entry.get("role"):
-        st.session_state[USER_KEY] = {**entry, "role": user.role}
+    st.session_state[USER_KEY] = {**entry, "role": user.role, "last_active": at.timestamp()}
     return user
 
 
@@ -68,20 +87,43 @@ def login_page(config: UIConfig) -> None:
         submitted = st.form_submit_button("Sign in")
     if not submitted:
         return
+    name = name.strip()
+    if not name or not password:
+        st.error("Enter your user name and password.")
+        return
     try:
-        user = authenticate(config.users_file, name.strip(), password)
-        found = lookup_user(config.users_file, user.name) if user else None
+        result = signin.sign_in(
+            review_store(config.catalog_url),
+            config.users_file,
+            name,
+            password,
+            signin.SignInPolicy.from_config(config),
+        )
     except UsersError as error:
         metrics.LOGINS.labels(outcome="error").inc()
         st.error(str(error))
         return
-    if user is None or found is None:
-        metrics.LOGINS.labels(outcome="failed").inc()
-        st.error("Unknown user name or wrong password.")
+    except (CatalogError, SQLAlchemyError) as error:  # no count, no sign-in (fail closed)
+        logger.exception("Sign-in refused: the catalog database cannot count attempts")
+        metrics.LOGINS.labels(outcome="error").inc()
+        st.error(
+            "Signing in is not possible right now: the catalog database, which counts "
+            f"failed sign-ins, does not answer ({error.__class__.__name__}). "
+            "Try again later or tell an administrator."
+        )
+        return
+    if result.user is None:
+        metrics.LOGINS.labels(outcome="failed" if result.failed else "locked").inc()
+        st.error(result.message(signin.now()))
         return
     metrics.LOGINS.labels(outcome="ok").inc()
     st.session_state.pop(NOTICE_KEY, None)
-    st.session_state[USER_KEY] = {"name": user.name, "role": user.role, "stamp": found[1]}
+    st.session_state[USER_KEY] = {
+        "name": result.user.name,
+        "role": result.user.role,
+        "stamp": result.stamp,
+        "last_active": signin.now().timestamp(),
+    }
     st.rerun()
 
 

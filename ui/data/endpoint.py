@@ -1,4 +1,8 @@
-"""Find the prediction endpoint and ask it for answers (Seldon v1 protocol)."""
+"""Find the prediction endpoint and ask it for answers (Seldon v1 protocol).
+
+Discovery and the API key are :mod:`stack.endpoint`'s, as for every client of
+the endpoint; this module adds the app's errors and batching.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +51,10 @@ class Prediction:
 
 
 def find_prediction_url(model_name: str, override: str | None = None) -> str:
-    """The prediction URL of the served champion, found as ``python run.py endpoint`` does.
+    """The prediction URL of the served champion (:func:`stack.endpoint.find_endpoint`).
+
+    Found on the active stack's model deployer, local or Kubernetes, as
+    ``python run.py endpoint`` finds it.
 
     Args:
         model_name: The served model.
@@ -56,20 +63,12 @@ def find_prediction_url(model_name: str, override: str | None = None) -> str:
     Raises:
         EndpointDownError: When no running server serves the model.
     """
-    if override:
-        return override
-    from ui.data.zenml import client
+    from stack.endpoint import EndpointNotFoundError, find_endpoint
 
     try:
-        deployer = client().active_stack.model_deployer
-    except Exception as error:  # noqa: BLE001 - any store or stack problem means no endpoint
-        raise EndpointDownError(f"the ZenML stack cannot be read ({error})") from error
-    if deployer is None or not hasattr(deployer, "servers_for"):
-        raise EndpointDownError("the active ZenML stack has no local Seldon model deployer")
-    running = [s for s in deployer.servers_for(model_name) if s.is_running]
-    if not running:
-        raise EndpointDownError(f"no running server serves {model_name}")
-    return str(running[0].prediction_url)
+        return find_endpoint(model_name, url=override).prediction_url
+    except EndpointNotFoundError as error:
+        raise EndpointDownError(error.reason) from None
 
 
 def check_health(url: str, timeout: float = 3) -> dict[str, str]:
@@ -106,13 +105,25 @@ def check_health(url: str, timeout: float = 3) -> dict[str, str]:
     return {key: str(status[key]) for key in MODEL_TAGS if key in status}
 
 
-def predict(url: str, images: list[bytes], timeout: float = 60) -> Prediction:
+def predict(
+    url: str, images: list[bytes], timeout: float = 60, api_key: str | None = None
+) -> Prediction:
     """Send images to the endpoint as ``jsonData.images`` batches; one answer per image.
+
+    Args:
+        url: The prediction URL.
+        images: The images' bytes.
+        timeout: Seconds per request.
+        api_key: The key to send (default: :func:`stack.endpoint.client_api_key`).
 
     Raises:
         EndpointDownError: The endpoint does not answer.
-        RequestRefusedError: It answered 4xx (the reason is the server's).
+        RequestRefusedError: It answered 4xx (the reason is the server's; for a
+            401, also where the app reads its key).
     """
+    from stack.endpoint import API_KEY_ENV, auth_headers, client_api_key
+
+    headers = auth_headers(api_key or client_api_key())
     answers: list[dict[str, Any]] = []
     model: dict[str, str] = {}
     requests_made: list[tuple[str | None, int]] = []
@@ -120,7 +131,7 @@ def predict(url: str, images: list[bytes], timeout: float = 60) -> Prediction:
         chunk = images[start : start + BATCH]
         body = {"jsonData": {"images": [base64.b64encode(i).decode("ascii") for i in chunk]}}
         try:
-            response = requests.post(url, json=body, timeout=timeout)
+            response = requests.post(url, json=body, headers=headers, timeout=timeout)
         except requests.RequestException as error:
             raise EndpointDownError(f"{url} did not answer ({error.__class__.__name__})") from None
         if 400 <= response.status_code < 500:
@@ -128,6 +139,8 @@ def predict(url: str, images: list[bytes], timeout: float = 60) -> Prediction:
                 info = response.json()["status"]["info"]
             except (ValueError, KeyError, TypeError):
                 info = response.text[:500]
+            if response.status_code == 401:
+                info = f"{info}. The app sends {API_KEY_ENV} (else this machine's platform key)."
             raise RequestRefusedError(str(info))
         if response.status_code != 200:
             raise EndpointDownError(f"{url} answered HTTP {response.status_code}")

@@ -8,6 +8,7 @@ nothing imports a pipeline step.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -182,15 +183,28 @@ def mlflow_ui(override: str | None = None, tracking_uri: str | None = None) -> M
     return MlflowUI(uri.rstrip("/") if remote else DEFAULT_MLFLOW_UI_URL, start)
 
 
-def mlflow_links(
-    versions: list[ModelVersionInfo], mlflow_ui_url: str
-) -> dict[int, dict[str, str]]:
-    """Links into the MLflow UI per version: the training run and the registered version."""
+def mlflow_links(versions: list[ModelVersionInfo], mlflow_ui_url: str) -> dict[int, dict[str, str]]:
+    """Links into the MLflow UI per version: the training run and the registered version.
+
+    The runs are read with the process's MLflow login (``MLFLOW_TRACKING_USERNAME`` /
+    ``_PASSWORD``: the read-only account on the production stack). The browser asks
+    for its own login when a link is followed.
+    """
     links: dict[int, dict[str, str]] = {}
     experiments: dict[str, str] = {}
     tracking_uri = _tracking_uri()
     if not tracking_uri:
         return links
+    if tracking_uri.startswith(("http://", "https://")) and not os.environ.get(
+        "MLFLOW_TRACKING_USERNAME"
+    ):
+        # The production stack's MLflow asks for a login (stack/mlflow_auth.py): the app
+        # reads with the read-only account, which `make ui` (or compose) puts here.
+        logger.warning(
+            "No MLflow login for %s: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(make ui does, with the read-only account clearsight-reader)",
+            tracking_uri,
+        )
     try:
         import mlflow
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from clearsight.review import SIGN_IN
 from ui import metrics
 from ui.components.auth import require_user
 from ui.components.charts import metrics_chart
@@ -182,7 +183,8 @@ if last:
         st.caption(f"Start the endpoint with `{START_ENDPOINT}`.")
 
 st.subheader("Audit log")
-log = review_store(config.catalog_url).audit_log(limit=30)
+st.caption("Sign-ins are left out here (lockouts and resets are shown); all are in `audit_log`.")
+log = review_store(config.catalog_url).audit_log(limit=30, exclude_actions=(SIGN_IN,))
 if log:
     st.dataframe(
         pd.DataFrame(
