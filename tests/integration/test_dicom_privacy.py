@@ -18,11 +18,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
-import os
 import re
-import signal
 import sqlite3
-import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -46,11 +43,10 @@ from clearsight.prediction_log import PREDICTION_IMAGES_FOLDER, PREDICTION_LOG
 from clearsight.review import ReviewStore
 from clearsight.serving import ServingConfig, export_model_dir
 from clearsight.storage import ContentStore, LocalFileSystem
-from stack.seldon.service import microservice_command
-from tests.conftest import ROOT, TEST_STATE
+from tests.conftest import TEST_STATE
 from tests.identified_dicom import identified_dicom, identity_values, xray
 from tests.integration.test_prediction_log import table
-from tests.integration.test_seldon_endpoint import free_port
+from tests.integration.test_seldon_endpoint import free_port, running_microservice
 
 pytestmark = pytest.mark.integration
 
@@ -149,38 +145,9 @@ def search(roots: list[Path], values: list[str]) -> dict[str, list[str]]:
 @contextlib.contextmanager
 def serving(folder: Path, env: dict[str, str], log: Path):
     """The seldon-core microservice on loopback, its output kept in ``log`` (searched too)."""
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            microservice_command(http, grpc, metrics, workers=1),
-            env={
-                **os.environ,
-                "CLEARSIGHT_MODEL_DIR": str(folder),
-                "PYTHONPATH": str(ROOT),
-                **env,
-            },
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{http}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/health/ping", timeout=2).status_code == 200:
-                    break
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the microservice did not start in 180 s"
-            time.sleep(0.5)
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    with running_microservice(folder, ports, env, log=log) as (base, _):
         yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -73,8 +73,15 @@ def endpoint(model_dir, ports):
 
 
 @contextlib.contextmanager
-def running_microservice(folder: Path, ports: dict[str, int], env: dict[str, str] | None = None):
+def running_microservice(
+    folder: Path,
+    ports: dict[str, int],
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+):
     """The seldon-core microservice serving ``folder`` on ``ports``, until the block ends.
+
+    ``log``: a file that gets the server's output (stdout and stderr); none: discarded.
 
     Yields:
         ``(REST base URL, metrics base URL)``.
@@ -87,13 +94,14 @@ def running_microservice(folder: Path, ports: dict[str, int], env: dict[str, str
         "TF_CPP_MIN_LOG_LEVEL": "2",
         **(env or {}),
     }
-    process = subprocess.Popen(
-        microservice_command(http, grpc, metrics, workers=1),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with log.open("wb") if log is not None else contextlib.nullcontext() as output:
+        process = subprocess.Popen(
+            microservice_command(http, grpc, metrics, workers=1),
+            env=env,
+            stdout=output if output is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if output is not None else subprocess.DEVNULL,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{http}"
     try:
         deadline = time.monotonic() + 180
@@ -103,7 +111,9 @@ def running_microservice(folder: Path, ports: dict[str, int], env: dict[str, str
                     break
             except requests.RequestException:
                 pass
-            assert process.poll() is None, "the microservice exited during start-up"
+            assert process.poll() is None, "the microservice exited during start-up" + (
+                f":\n{log.read_text(errors='replace')[-3000:]}" if log is not None else ""
+            )
             time.sleep(0.5)
         else:
             pytest.fail("the seldon-core microservice did not answer /health/ping in 180 s")
